@@ -1,0 +1,35 @@
+"""Typed connector errors, so callers decide by type and never by parsing messages.
+
+DESIGN §5: transient (retry later), permanent (dead-letter with the reason), ambiguous
+(the call may have taken effect: look the document up by its reference before retrying).
+"""
+
+from __future__ import annotations
+
+
+class ConnectorError(Exception):
+    """An outside system failed; carries which system, which operation and which report."""
+
+    def __init__(self, message: str, *, system: str, operation: str, ref: str | None = None) -> None:
+        self.system = system
+        self.operation = operation
+        self.ref = ref
+        where = f"{system}.{operation}" + (f" ref={ref}" if ref else "")
+        super().__init__(f"{where}: {message}")
+
+
+class TransientError(ConnectorError):
+    """Nothing happened remotely (refused connection, 5xx before processing, 429): retry later."""
+
+
+class PermanentError(ConnectorError):
+    """The system rejected the request as invalid: retrying the same request cannot help."""
+
+
+class AmbiguousError(ConnectorError):
+    """The request may or may not have taken effect (a timeout or a dropped connection after
+    sending): look it up by its external reference before any retry."""
+
+
+class MalformedResponse(PermanentError):
+    """The system answered with something we cannot read (HTML error page, bad XML, wrong shape)."""
