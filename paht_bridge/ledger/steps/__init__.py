@@ -1,0 +1,12 @@
+"""The steps that move reports through their life; DAGs decide only when they run."""
+
+from paht_bridge.ledger.steps.context import StepContext, StepResult
+from paht_bridge.ledger.steps.deliver import deliver
+from paht_bridge.ledger.steps.ingest import ingest
+from paht_bridge.ledger.steps.poll import poll
+from paht_bridge.ledger.steps.publish import publish
+from paht_bridge.ledger.steps.ratings import ratings
+
+STEPS = {"ingest": ingest, "deliver": deliver, "poll": poll, "publish": publish, "ratings": ratings}
+
+__all__ = ["STEPS", "StepContext", "StepResult", "deliver", "ingest", "poll", "publish", "ratings"]

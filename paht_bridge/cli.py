@@ -1,0 +1,80 @@
+"""``paht``: the operator's command line (demo, trace, stats, sandbox)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from paht_bridge.demo import run_demo
+
+    run_demo(Path(args.home).resolve(), max_rounds=args.max_rounds)
+    return 0
+
+
+def _trace(args: argparse.Namespace) -> int:
+    from paht_bridge.ledger.db import migrate, sessions
+    from paht_bridge.ledger.stats import trace
+
+    migrate()
+    with sessions()() as session:
+        found = trace(session, args.report_id, args.source)
+    console = Console()
+    if found is None:
+        console.print(f"no report {args.report_id!r} in the ledger")
+        return 1
+    console.print(f"[bold]{found.report_key}[/bold] ({found.deployment}) — {found.title} — {found.locality or '?'} — now [bold]{found.status}[/bold]")
+    table = Table()
+    for column in ("time (ICT)", "event", "status", "run", "detail"):
+        table.add_column(column)
+    for event in found.events:
+        detail = ", ".join(f"{k}={v}" for k, v in event.detail.items() if v is not None)
+        table.add_row(event.at.strftime("%Y-%m-%d %H:%M:%S"), event.kind, event.status or "", event.run_id or "", detail)
+    console.print(table)
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from paht_bridge.demo import print_summary
+    from paht_bridge.ledger.db import migrate
+
+    migrate()
+    print_summary(Console())
+    return 0
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from paht_bridge.sandbox.__main__ import main as sandbox_main
+
+    sandbox_main(args.rest)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="paht", description="PAHT bridge: citizen field reports ⇄ agency document systems.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="run every seeded report's whole lifecycle through Airflow against the sandbox")
+    demo.add_argument("--home", default=os.environ.get("PAHT_DEMO_HOME", ".paht/demo"), help="where the demo keeps its state (wiped first)")
+    demo.add_argument("--max-rounds", type=int, default=20)
+    demo.set_defaults(func=_demo)
+    trace = sub.add_parser("trace", help="one report's whole trace, from receipt to rating")
+    trace.add_argument("report_id", help="the report's id in its citizen app, e.g. QT-2026-000123")
+    trace.add_argument("--source", help="the citizen app's name, when two apps share an id")
+    trace.set_defaults(func=_trace)
+    stats = sub.add_parser("stats", help="per province and agency: received, delivered, answered, published, rated")
+    stats.set_defaults(func=_stats)
+    sandbox = sub.add_parser("sandbox", help="start the stand-in systems (python -m paht_bridge.sandbox)")
+    sandbox.add_argument("rest", nargs=argparse.REMAINDER)
+    sandbox.set_defaults(func=_sandbox)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,475 @@
+"""Document system over an edXML-style SOAP exchange service (a provincial LGSP, Qoffice-like).
+
+Speaks ``wsdl/edxml_docsys.wsdl`` with zeep: the WSDL comes from this package (never fetched
+over the network), the address comes from the deployment, every call has an explicit
+timeout, XML answers are parsed with DTDs and entities forbidden, and every failure
+becomes a typed error (DESIGN §5): transient, permanent or ambiguous.
+
+The message builders are pure functions of the canonical models, so what an agency
+receives can be checked without a server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import unicodedata
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+import zeep
+from pydantic import ValidationError as PydanticValidationError
+from urllib3.exceptions import NewConnectionError
+from zeep.exceptions import (
+    DTDForbidden,
+    EntitiesForbidden,
+    ExternalReferenceForbidden,
+    Fault,
+    TransportError,
+    XMLParseError,
+    XMLSyntaxError,
+)
+from zeep.exceptions import Error as ZeepError
+from zeep.exceptions import ValidationError as ZeepValidationError
+from zeep.helpers import serialize_object
+from zeep.transports import Transport
+from zeep.utils import get_media_type
+
+from paht_bridge.connectors.errors import (
+    AmbiguousError,
+    ConnectorError,
+    MalformedResponse,
+    PermanentError,
+    TransientError,
+)
+from paht_bridge.connectors.xml import zeep_settings
+from paht_bridge.mappings.canonical import (
+    VIETNAM_TZ,
+    DocumentReceipt,
+    DocumentRecord,
+    LocalAttachment,
+    Page,
+    Quarantined,
+    Rating,
+    RatingLevel,
+    RawStatusChange,
+)
+
+log = logging.getLogger(__name__)
+
+WSDL_PATH = Path(__file__).resolve().parent / "wsdl" / "edxml_docsys.wsdl"
+BINDING = "{urn:paht-bridge:edxml-docsys}EdxmlDocsysSoapBinding"
+
+TEXT_LIMIT = 500  # Subject and Content, in characters
+NAME_LIMIT = 200  # AttachmentName
+COMMENT_LIMIT = 4000
+FULL_TEXT_NAME = "noi_dung_day_du.txt"  # "full content": the report text when Content had to be cut
+FULL_TEXT_NOTE = " … (toàn văn trong tệp đính kèm noi_dung_day_du.txt)"  # "full text in the attached file"
+DOCUMENT_TYPE = {"Type": 1, "TypeName": "Phiếu chuyển phản ánh hiện trường"}  # forwarding slip for a field report
+RATING_LEVELS = {RatingLevel.SATISFIED: "SATISFIED", RatingLevel.NOT_SATISFIED: "NOT_SATISFIED"}
+
+CONNECT_TIMEOUT = 5.0
+MAX_ANSWER_BYTES = 8 * 1024 * 1024
+MAX_ATTACHMENT_BYTES = 32 * 1024 * 1024  # inline base64 grows it by a third; the body is held in memory
+PAGE_LIMIT = 1000  # the service's Limit maximum
+
+#: Operations whose repeat could create something: an unanswered call is "unknown", so the
+#: caller looks the document up by its reference before any retry. Reads are safe to repeat,
+#: and PostRating is idempotent by rating id, so for them a lost answer is merely transient.
+UNSAFE_TO_REPEAT = frozenset({"SendDocument"})
+
+
+class _UnreadableAnswer(Exception):
+    """Raised inside the transport; mapped to MalformedResponse where the context is known."""
+
+
+class GuardedTransport(Transport):
+    """zeep's Transport, minus body logging and plus a size bound and an HTML check.
+
+    zeep logs whole request bodies at DEBUG, and ours carry reporters' names and phones;
+    an answer larger than ``max_bytes`` is refused before it is parsed.
+    """
+
+    def __init__(self, *args: Any, max_bytes: int = MAX_ANSWER_BYTES, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_bytes = max_bytes
+
+    def post(self, address: str, message: bytes, headers: dict[str, str]) -> requests.Response:
+        response = self.session.post(address, data=message, headers=headers, timeout=self.operation_timeout, stream=True)
+        with response:
+            response._content = self._read_bounded(response)  # noqa: SLF001 - requests' own cache of the body
+        media_type = get_media_type(response.headers.get("Content-Type", "text/xml"))
+        if response.status_code == 200 and media_type == "text/html":
+            raise _UnreadableAnswer(f"expected SOAP XML, got an HTML page: {response.text[:120]!r}")
+        return response
+
+    def _read_bounded(self, response: requests.Response) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_content(64 * 1024):
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise _UnreadableAnswer(f"answer exceeds {self.max_bytes} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+# ---------------------------------------------------------------- pure message building
+
+
+@dataclass(frozen=True)
+class AttachmentPart:
+    """One attachment ready for the manifest (inline base64: this service cannot stream)."""
+
+    content_id: str
+    name: str
+    media_type: str
+    data: bytes
+
+
+def ed_date(value: date | datetime) -> str:
+    """edXML writes dates yyyy/MM/dd; an aware time is read in Vietnam's zone first."""
+    if isinstance(value, datetime):
+        value = value.astimezone(VIETNAM_TZ).date()
+    return value.strftime("%Y/%m/%d")
+
+
+def shorten(text: str, limit: int, note: str = "…") -> str:
+    """Cut ``text`` to ``limit`` characters, at a space when one is near, ending with ``note``."""
+    if len(text) <= limit:
+        return text
+    head = text[: limit - len(note)]
+    space = head.rfind(" ")
+    if space > len(head) - 40:  # a Vietnamese syllable is short: never cut one in half
+        head = head[:space]
+    return head.rstrip() + note
+
+
+def short_name(name: str, limit: int = NAME_LIMIT) -> str:
+    """Cut a file name to ``limit`` characters, keeping its extension."""
+    if len(name) <= limit:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    if not dot or len(ext) > 10:
+        return name[:limit]
+    return stem[: limit - len(ext) - 1] + "." + ext
+
+
+def full_text_part(record: DocumentRecord, content_id: str) -> AttachmentPart | None:
+    """The whole report text as a file when it does not fit in Content, so nothing is lost."""
+    if len(record.content) <= TEXT_LIMIT:
+        return None
+    return AttachmentPart(content_id, FULL_TEXT_NAME, "text/plain; charset=utf-8", record.content.encode("utf-8"))
+
+
+def document_id(record: DocumentRecord, code_number: str, code_notation: str) -> str:
+    """The sender's edXML DocumentId: organisation code, date, number/notation."""
+    return f"{record.sender_code},{ed_date(record.issued_at)},{code_number}/{code_notation}"
+
+
+def code_number(record: DocumentRecord) -> str:
+    """The IOC keeps no register of its own, so the report's source id serves as the number."""
+    source_id = record.report_key.rpartition(":")[2] or record.external_ref
+    return source_id[:50]
+
+
+def field_report(record: DocumentRecord) -> dict[str, Any] | None:
+    """Where the report was made and, only if the record carries them, who made it."""
+    location, unit, reporter = record.location, record.location.unit, record.reporter
+    fields: dict[str, Any] = {
+        "Address": location.address,
+        "Latitude": None if location.lat is None else round(location.lat, 7),
+        "Longitude": None if location.lon is None else round(location.lon, 7),
+        "Ward": unit.ward if unit else None,
+        "Province": unit.province if unit else None,
+        "ReporterName": reporter.name.get_secret_value() if reporter.name else None,
+        "ReporterPhone": reporter.phone.get_secret_value() if reporter.phone else None,
+    }
+    fields = {key: value for key, value in fields.items() if value not in (None, "")}
+    return fields or None
+
+
+def edxml_envelope(record: DocumentRecord, parts: Sequence[AttachmentPart], code_notation: str) -> dict[str, Any]:
+    """The edXMLEnvelope for one record, in zeep's dict form."""
+    number = code_number(record)
+    header: dict[str, Any] = {
+        "From": {"OrganId": record.sender_code, "OrganName": record.sender_name},
+        "To": {"OrganId": record.agency_code, "OrganName": record.agency_name},
+        "DocumentId": document_id(record, number, code_notation),
+        "Code": {"CodeNumber": number, "CodeNotation": code_notation},
+        "PromulgationInfo": {"PromulgationDate": ed_date(record.issued_at)},
+        "DocumentType": DOCUMENT_TYPE,
+        "Subject": shorten(record.subject, TEXT_LIMIT),
+        "Content": shorten(record.content, TEXT_LIMIT, FULL_TEXT_NOTE),
+        "DueDate": ed_date(record.due_date),
+        "OtherInfo": {"Priority": record.priority, "Category": record.category or None},
+        "ExternalReference": record.external_ref,
+        "FieldReport": field_report(record),
+    }
+    references = [
+        {"ContentId": p.content_id, "ContentType": p.media_type, "AttachmentName": short_name(p.name), "AttachmentData": p.data}
+        for p in parts
+    ]
+    return {
+        "edXMLHeader": {
+            "MessageHeader": header,
+            "TraceHeaderList": {"TraceHeader": [{"OrganId": record.sender_code, "Timestamp": record.issued_at}]},
+        },
+        "edXMLBody": {"edXMLManifest": {"Reference": references}},
+    }
+
+
+def nfc(value: Any) -> str | None:
+    return None if value is None else unicodedata.normalize("NFC", str(value)).strip()
+
+
+def aware(value: datetime) -> datetime:
+    """A time without a zone from a Vietnamese system is Vietnam time; all are given in it."""
+    return value.replace(tzinfo=VIETNAM_TZ) if value.tzinfo is None else value.astimezone(VIETNAM_TZ)
+
+
+# ---------------------------------------------------------------- the client
+
+
+class EdxmlSoapClient:
+    """A ``DocumentSystem`` for an edXML-style SOAP service.
+
+    Built once per task and reused: the WSDL is parsed once, the HTTP session keeps its
+    connections. An Airflow hook builds it from a Connection: host/schema/port → ``endpoint``,
+    login/password → HTTP Basic, extra ``timeout`` and ``wsdl`` (a local file).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        endpoint: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float = 30.0,
+        wsdl: str | Path | None = None,
+        code_notation: str = "PAHT-IOC",
+        max_attachment_bytes: int = MAX_ATTACHMENT_BYTES,
+    ) -> None:
+        self.name = name
+        self.endpoint = endpoint
+        self.code_notation = code_notation
+        self.max_attachment_bytes = max_attachment_bytes
+        session = requests.Session()
+        if username is not None:
+            session.auth = (username, password or "")
+        # No urllib3 retries: a silent resend of SendDocument is exactly what must not happen.
+        adapter = requests.adapters.HTTPAdapter(max_retries=0)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        # zeep has no operation timeout by default; (connect, read) keeps a dead host from holding a worker.
+        self._transport = GuardedTransport(session=session, timeout=timeout, operation_timeout=(min(CONNECT_TIMEOUT, timeout), timeout))
+        self._client = zeep.Client(str(wsdl or WSDL_PATH), transport=self._transport, settings=zeep_settings())
+        self._service = self._client.create_service(BINDING, endpoint)
+
+    # -- DocumentSystem
+
+    def create_document(self, record: DocumentRecord, attachments: Sequence[LocalAttachment]) -> DocumentReceipt:
+        parts = self._parts(record, attachments)
+        envelope = edxml_envelope(record, parts, self.code_notation)
+        answer = self._call("SendDocument", record.external_ref, edXMLEnvelope=envelope)
+        receipt = DocumentReceipt(external_ref=record.external_ref, document_id=nfc(answer.DocId), created=not answer.AlreadyExists)
+        log.info(
+            "edxml.send system=%s ref=%s doc_id=%s created=%s attachments=%d",
+            self.name, record.external_ref, receipt.document_id, receipt.created, len(parts),
+        )
+        return receipt
+
+    def find_by_ref(self, external_ref: str) -> DocumentReceipt | None:
+        answer = self._call("FindDocumentByReference", external_ref, ExternalReference=external_ref)
+        if not answer.Found:
+            return None
+        # Found, not made by this call: the same meaning as an "already exists" repeat.
+        return DocumentReceipt(external_ref=external_ref, document_id=nfc(answer.DocId), created=False)
+
+    def changes_since(self, cursor: str | None, page_size: int = 200) -> Iterator[Page[RawStatusChange]]:
+        since = self._cursor(cursor)
+        limit = max(1, min(page_size, PAGE_LIMIT))
+        while True:
+            answer = self._call("GetStatusChanges", None, Since=since, Limit=limit)
+            page = self._page(answer)
+            yield page
+            if not page.has_more:
+                return
+            next_cursor = int(answer.NextCursor)
+            if since is not None and next_cursor <= since:
+                raise MalformedResponse(
+                    f"change feed did not advance past cursor {since}", system=self.name, operation="GetStatusChanges"
+                )
+            since = next_cursor
+
+    def get_status(self, document_id: str) -> RawStatusChange:
+        answer = self._call("GetDocument", None, DocId=document_id)
+        try:
+            return self._change(answer)
+        except PydanticValidationError as exc:
+            raise MalformedResponse(f"unusable document status: {exc}", system=self.name, operation="GetDocument") from exc
+
+    def post_rating(self, document_id: str, rating: Rating) -> None:
+        self._call(
+            "PostRating",
+            None,
+            DocId=document_id,
+            RatingId=rating.rating_id,
+            Level=RATING_LEVELS[rating.level],
+            Comment=shorten(rating.comment, COMMENT_LIMIT) if rating.comment else None,
+            RatedAt=rating.rated_at,
+        )
+
+    def close(self) -> None:
+        self._transport.session.close()
+
+    # -- reading answers
+
+    def _page(self, answer: Any) -> Page[RawStatusChange]:
+        items: list[RawStatusChange] = []
+        quarantined: list[Quarantined] = []
+        for change in answer.Change or []:
+            try:
+                items.append(self._change(change))
+            except PydanticValidationError as exc:
+                # One unusable change must not stop the feed; it is kept with why.
+                quarantined.append(
+                    Quarantined(source=self.name, source_id=nfc(change.DocId), reason=str(exc)[:500], raw=repr(serialize_object(change))[:4000])
+                )
+        return Page[RawStatusChange](items=items, quarantined=quarantined, next_cursor=str(answer.NextCursor), has_more=bool(answer.HasMore))
+
+    @staticmethod
+    def _change(item: Any) -> RawStatusChange:
+        """A Change or a GetDocumentResponse (same fields) as a RawStatusChange."""
+        by = item.AnsweredBy
+        return RawStatusChange(
+            external_ref=nfc(item.ExternalReference),
+            document_id=nfc(item.DocId),
+            raw_code=nfc(item.StatusCode),
+            changed_at=aware(item.ChangedAt),
+            answer=nfc(item.Answer) or None,
+            answered_by=nfc(by.OrganName) if by is not None else None,
+        )
+
+    def _cursor(self, cursor: str | None) -> int | None:
+        if cursor in (None, ""):
+            return None
+        try:
+            value = int(cursor)
+        except ValueError:
+            value = -1
+        if value < 0:
+            raise PermanentError(f"cursor {cursor!r} is not a change sequence number", system=self.name, operation="GetStatusChanges")
+        return value
+
+    # -- attachments
+
+    def _parts(self, record: DocumentRecord, attachments: Sequence[LocalAttachment]) -> list[AttachmentPart]:
+        total = sum(a.size for a in attachments)
+        if total > self.max_attachment_bytes:
+            raise PermanentError(
+                f"attachments total {total} bytes, over this service's {self.max_attachment_bytes}-byte limit "
+                "(it takes attachments inline, not streamed)",
+                system=self.name, operation="SendDocument", ref=record.external_ref,
+            )
+        parts = [self._read(record, a, f"att-{n:02d}") for n, a in enumerate(attachments, start=1)]
+        full_text = full_text_part(record, f"att-{len(parts) + 1:02d}")
+        return parts + ([full_text] if full_text else [])
+
+    def _read(self, record: DocumentRecord, attachment: LocalAttachment, content_id: str) -> AttachmentPart:
+        """Read a spooled file and check it is the one the source described."""
+        data = attachment.path.read_bytes()
+        if len(data) != attachment.size or hashlib.sha256(data).hexdigest() != attachment.sha256:
+            raise PermanentError(
+                f"spooled attachment {attachment.name!r} does not match its size or checksum",
+                system=self.name, operation="SendDocument", ref=record.external_ref,
+            )
+        return AttachmentPart(content_id, attachment.name, attachment.media_type, data)
+
+    # -- calling and classifying failures
+
+    def _call(self, operation: str, ref: str | None, **kwargs: Any) -> Any:
+        try:
+            return getattr(self._service, operation)(**kwargs)
+        except (requests.RequestException, ZeepError, _UnreadableAnswer) as exc:
+            raise self._classify(exc, operation, ref) from exc
+
+    def _classify(self, exc: Exception, operation: str, ref: str | None) -> ConnectorError:
+        """Which kind of failure this is (DESIGN §5); the order of the checks matters."""
+        unsafe = operation in UNSAFE_TO_REPEAT
+        context = {"system": self.name, "operation": operation, "ref": ref}
+        if isinstance(exc, requests.ConnectTimeout) or (isinstance(exc, requests.ConnectionError) and _never_sent(exc)):
+            return TransientError(f"could not connect: {exc.__class__.__name__}", **context)
+        if isinstance(exc, (requests.Timeout, requests.ConnectionError)):
+            cls = AmbiguousError if unsafe else TransientError
+            return cls(f"no answer after sending ({exc.__class__.__name__})", **context)
+        if isinstance(exc, requests.RequestException):
+            return TransientError(f"HTTP failure: {exc.__class__.__name__}", **context)
+        if isinstance(exc, Fault):
+            return _fault_error(exc, unsafe, context)
+        if isinstance(exc, TransportError):
+            return _transport_error(exc, unsafe, context)
+        if isinstance(exc, (DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden)):
+            return MalformedResponse(f"answer refused: it declares a DTD or entities ({exc.__class__.__name__})", **context)
+        if isinstance(exc, (XMLSyntaxError, XMLParseError, _UnreadableAnswer)):
+            return MalformedResponse(f"unreadable answer: {str(exc)[:300]}", **context)
+        if isinstance(exc, ZeepValidationError):
+            return PermanentError(f"request does not fit the WSDL: {exc}", **context)
+        # Any other zeep error is an answer zeep could not map onto the WSDL.
+        return MalformedResponse(f"unexpected answer: {exc.__class__.__name__}: {str(exc)[:300]}", **context)
+
+
+def _never_sent(exc: requests.ConnectionError) -> bool:
+    """A refused or unresolvable connection: the request never left, so a retry is safe."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, (NewConnectionError, ConnectionRefusedError)):
+            return True
+        pending.extend([current.__cause__, current.__context__, getattr(current, "reason", None)])
+        pending.extend(arg for arg in current.args if isinstance(arg, BaseException))
+    return False
+
+
+def _fault_error(fault: Fault, unsafe: bool, context: dict[str, Any]) -> ConnectorError:
+    """Client faults are the request's fault (permanent); Server faults the service's (retry)."""
+    code = (fault.code or "").rpartition(":")[2].rpartition("}")[2]
+    detail = _fault_detail(fault)
+    reason = f"{fault.message}" + (f" [{detail}]" if detail else "")
+    if code.startswith(("Client", "Sender")):
+        return PermanentError(f"rejected (SOAP fault {code}): {reason}", **context)
+    cls = AmbiguousError if unsafe else TransientError
+    return cls(f"service failed (SOAP fault {code or 'without a code'}): {reason}", **context)
+
+
+def _fault_detail(fault: Fault) -> str:
+    detail = fault.detail
+    if detail is None or not hasattr(detail, "iter"):
+        return ""
+    values = {}
+    for el in detail.iter():
+        if isinstance(el.tag, str) and el.text and el.text.strip():
+            values[el.tag.rpartition("}")[2]] = el.text.strip()
+    return ", ".join(f"{k}={values[k]}" for k in ("ErrorCode", "Element") if k in values)
+
+
+def _transport_error(exc: TransportError, unsafe: bool, context: dict[str, Any]) -> ConnectorError:
+    """A non-SOAP answer: judged by its HTTP status."""
+    status = exc.status_code or 0
+    if status in (401, 403):
+        return PermanentError(f"authentication refused (HTTP {status}): check the connection's login", **context)
+    if status in (200, 201, 202):
+        return MalformedResponse(f"HTTP {status} without a readable SOAP answer: {str(exc)[:200]}", **context)
+    if status in (408, 425, 429) or status >= 500:
+        cls = AmbiguousError if (unsafe and status >= 500) else TransientError
+        return cls(f"HTTP {status} without a SOAP answer", **context)
+    return PermanentError(f"HTTP {status} without a SOAP answer", **context)

@@ -1,0 +1,111 @@
+"""Airflow hooks: the only place that reads credentials, from Airflow Connections.
+
+Each hook wraps one connection and hands out a ready, reused client. Constructors do no
+I/O; the connection is resolved on first use. Fields read from a connection:
+``host`` (a URL, or a host name with ``schema`` as the URL scheme and ``port``), ``login``
+and ``password`` (the credential), and ``extra`` (JSON): ``timeout`` in seconds, and for
+SOAP ``wsdl`` (a local path) and ``path`` (the service path, default ``/edxml``).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+from airflow.sdk import BaseHook
+
+from paht_bridge.connectors.base import CitizenSource, DocumentSystem
+from paht_bridge.mappings.config import Deployment
+
+
+def base_url(conn: Any) -> str:
+    host = (conn.host or "").rstrip("/")
+    if host.startswith(("http://", "https://")):
+        return host if not conn.port else f"{host}:{conn.port}"
+    scheme = conn.schema or "http"
+    return f"{scheme}://{host}" + (f":{conn.port}" if conn.port else "")
+
+
+class _ClientHook(BaseHook):
+    conn_name_attr = "conn_id"
+
+    def __init__(self, conn_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.conn_id = conn_id
+
+    @cached_property
+    def connection(self) -> Any:
+        return self.get_connection(self.conn_id)
+
+    def timeout(self, default: float = 30.0) -> float:
+        return float(self.connection.extra_dejson.get("timeout", default))
+
+
+class CitizenAppHook(_ClientHook):
+    """A citizen app's open API. Reads host/port/schema, ``password`` as the API key, extra.timeout."""
+
+    conn_type = "paht_citizen_app"
+    hook_name = "PAHT citizen app"
+    default_conn_name = "paht_citizen_app_default"
+
+    def get_client(self, name: str) -> CitizenSource:
+        from paht_bridge.connectors.citizen_app import CitizenAppClient
+
+        conn = self.connection
+        return CitizenAppClient(name, base_url(conn), api_key=conn.password, timeout=(5.0, self.timeout()))
+
+
+class EdxmlSoapHook(_ClientHook):
+    """An edXML-style SOAP document system. Reads host/port, login/password (HTTP Basic),
+    extra.timeout (zeep operation timeout), extra.wsdl (local WSDL path), extra.path."""
+
+    conn_type = "paht_edxml_soap"
+    hook_name = "PAHT edXML SOAP document system"
+    default_conn_name = "paht_edxml_soap_default"
+
+    def get_client(self, name: str) -> DocumentSystem:
+        from paht_bridge.connectors.edxml_soap import EdxmlSoapClient
+
+        conn = self.connection
+        extra = conn.extra_dejson
+        endpoint = base_url(conn) + extra.get("path", "/edxml")
+        return EdxmlSoapClient(name, endpoint, username=conn.login, password=conn.password,
+                               timeout=self.timeout(), wsdl=extra.get("wsdl"))
+
+
+class RestDocsHook(_ClientHook):
+    """A TDOffice-style REST document system. Reads host/port/schema, ``password`` as the bearer token, extra.timeout."""
+
+    conn_type = "paht_rest_docs"
+    hook_name = "PAHT REST document system"
+    default_conn_name = "paht_rest_docs_default"
+
+    def get_client(self, name: str) -> DocumentSystem:
+        from paht_bridge.connectors.rest_docs import RestDocsClient
+
+        conn = self.connection
+        return RestDocsClient(name, base_url(conn), token=conn.password, timeout=(5.0, self.timeout()))
+
+
+SOURCE_HOOKS: dict[str, type[_ClientHook]] = {"citizen_app": CitizenAppHook}
+TARGET_HOOKS: dict[str, type[_ClientHook]] = {"edxml_soap": EdxmlSoapHook, "rest_docs": RestDocsHook}
+
+
+class AirflowConnectors:
+    """Clients for one deployment's systems, built from Airflow Connections, one per system."""
+
+    def __init__(self, mapping: Deployment) -> None:
+        self.mapping = mapping
+        self._clients: dict[str, Any] = {}
+
+    def source(self, name: str) -> CitizenSource:
+        if name not in self._clients:
+            spec = self.mapping.source(name)
+            self._clients[name] = SOURCE_HOOKS[spec.kind](spec.connection_id).get_client(name)
+        return self._clients[name]
+
+    def target(self, name: str) -> DocumentSystem:
+        if name not in self._clients:
+            spec = self.mapping.target(name)
+            self._clients[name] = TARGET_HOOKS[spec.kind](spec.connection_id).get_client(name)
+        return self._clients[name]

@@ -1,0 +1,178 @@
+"""The demo: every seeded report's whole life, through real Airflow, against the sandbox.
+
+It starts the stand-ins in a separate process, points Airflow Connections at them, migrates
+a throw-away Airflow metadata DB and ledger (SQLite, under ``$PAHT_HOME``), then runs the
+lifecycle DAGs with ``dag.test()`` round after round (one agency-desk step and one round
+of citizen ratings between rounds) until every report has been rated or nothing moves.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from paht_bridge.sandbox.stack import SandboxUrls
+
+REPO = Path(__file__).resolve().parents[1]
+DAGS_FOLDER = REPO / "dags"
+LIFECYCLE = ("paht_ingest", "paht_deliver", "paht_poll_publish", "paht_ratings")
+
+
+def airflow_env(home: Path) -> dict[str, str]:
+    """A private, quiet Airflow on SQLite under ``home`` (nothing else on the machine is touched)."""
+    return {
+        "PAHT_HOME": str(home),
+        "AIRFLOW_HOME": str(home / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow' / 'airflow.db'}",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
+    }
+
+
+@contextmanager
+def sandbox_process(home: Path, log_file: Path) -> Iterator[SandboxUrls]:
+    """The stand-ins in their own process, so the bridge talks to them only over loopback."""
+    urls_file = home / "sandbox-urls.json"
+    urls_file.unlink(missing_ok=True)
+    with open(log_file, "ab") as log:
+        process = subprocess.Popen([sys.executable, "-m", "paht_bridge.sandbox", "--urls-file", str(urls_file)],
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not urls_file.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the sandbox did not start; see {log_file}")
+            time.sleep(0.1)
+        yield SandboxUrls.from_json(urls_file.read_text())
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def migrate_airflow(env: dict[str, str], log_file: Path) -> None:
+    airflow = Path(sys.executable).with_name("airflow")
+    with open(log_file, "ab") as log:
+        subprocess.run([str(airflow), "db", "migrate"], env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, check=True)
+
+
+class DagRunner:
+    """Runs the lifecycle DAGs in this process with ``dag.test()`` (real Airflow task runs)."""
+
+    def __init__(self, log_file: Path) -> None:
+        from airflow.dag_processing.dagbag import DagBag
+
+        self.log_file = log_file
+        with self._quiet():
+            bag = DagBag(str(DAGS_FOLDER))
+        if bag.import_errors:
+            raise RuntimeError(f"DAG import errors: {bag.import_errors}")
+        self.dags = {dag_id: bag.get_dag(dag_id) for dag_id in LIFECYCLE}
+
+    @contextmanager
+    def _quiet(self) -> Iterator[None]:
+        with open(self.log_file, "a") as log, redirect_stdout(log), redirect_stderr(log):
+            yield
+
+    def run(self, dag_id: str) -> str:
+        with self._quiet():
+            run = self.dags[dag_id].test()
+        if run.state != "success":
+            raise RuntimeError(f"{dag_id} run {run.run_id} ended {run.state}; see {self.log_file}")
+        return run.state
+
+
+def drive(runner: DagRunner, urls: SandboxUrls, done: Callable[[], tuple[int, int]], console: Console, max_rounds: int = 20) -> int:
+    """Rounds of the lifecycle until every report is rated (or nothing moves for a while)."""
+    still = 0
+    for round_no in range(1, max_rounds + 1):
+        for dag_id in LIFECYCLE[:3]:
+            runner.run(dag_id)
+        moved = urls.tick_desks()
+        rated_now = urls.citizens_rate()
+        runner.run("paht_ratings")
+        rated, total = done()
+        console.print(f"  round {round_no:2d}: desks moved {moved:3d} documents, citizens rated {rated_now:3d}; "
+                      f"rated {rated}/{total}")
+        if total and rated == total:
+            return round_no
+        still = still + 1 if moved == 0 and rated_now == 0 else 0
+        if still >= 3:
+            break
+    return max_rounds
+
+
+def run_demo(home: Path, console: Console | None = None, max_rounds: int = 20) -> Path:
+    """The whole demo; returns the ledger's home. ``home`` is wiped first."""
+    console = console or Console()
+    if home.exists():
+        shutil.rmtree(home)
+    (home / "airflow").mkdir(parents=True)
+    env = airflow_env(home)
+    os.environ.update(env)
+    log_file = home / "demo.log"
+    console.print(f"[bold]PAHT bridge demo[/bold] — state and logs in {home}")
+    with sandbox_process(home, log_file) as urls:
+        os.environ.update(urls.connection_env())
+        for name, url in urls.urls.items():
+            console.print(f"  stand-in {name:18s} {url}")
+        console.print("  migrating Airflow's metadata database (SQLite)…")
+        migrate_airflow(env, log_file)
+        from paht_bridge.ledger.db import migrate, sessions
+
+        migrate()
+        runner = DagRunner(log_file)
+        console.print("  running the lifecycle DAGs through Airflow (dag.test), one agency-desk step per round:")
+
+        def done() -> tuple[int, int]:
+            from paht_bridge.ledger.stats import status_counts
+
+            with sessions()() as session:
+                counts = status_counts(session)
+            total = sum(sum(c.values()) for c in counts.values())
+            return sum(c.get("rated", 0) for c in counts.values()), total
+
+        drive(runner, urls, done, console, max_rounds)
+    print_summary(console)
+    return home
+
+
+def print_summary(console: Console) -> None:
+    from sqlalchemy import select
+
+    from paht_bridge.ledger.db import sessions
+    from paht_bridge.ledger.models import ReportRow
+    from paht_bridge.ledger.stats import agency_stats
+
+    with sessions()() as session:
+        rows = agency_stats(session)
+        sample = session.scalar(select(ReportRow.source_id).order_by(ReportRow.id).limit(1))
+    table = Table(title="PAHT bridge: reports per province and agency")
+    for column in ("province", "agency", "received", "delivered", "answered", "published", "rated", "satisfied %", "failed"):
+        table.add_column(column, justify="right" if column not in ("province", "agency") else "left")
+    totals = [0] * 6
+    for row in rows:
+        rate = f"{100 * row.satisfaction_rate:.0f}%" if row.satisfaction_rate is not None else "–"
+        values = [row.received, row.delivered, row.answered, row.published, row.rated, row.failed]
+        totals = [a + b for a, b in zip(totals, values)]
+        table.add_row(row.deployment, f"{row.agency_name} ({row.agency_code})", *map(str, values[:5]), rate, str(values[5]))
+    satisfied = sum(r.satisfied for r in rows)
+    table.add_row("all", "", *map(str, totals[:5]), f"{100 * satisfied / totals[4]:.0f}%" if totals[4] else "–", str(totals[5]),
+                  style="bold")
+    console.print(table)
+    if sample:
+        console.print(f"Trace one report's whole life:  [bold]PAHT_HOME={os.environ.get('PAHT_HOME')} .venv/bin/paht trace {sample}[/bold]")

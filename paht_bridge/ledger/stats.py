@@ -1,0 +1,100 @@
+"""Per-agency statistics and a report's trace, read from the ledger (never from Airflow).
+
+A report counts for the agency that holds it now: the agency of its newest delivery.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from paht_bridge.ledger.models import EventRow, RatingRow, ReportRow
+from paht_bridge.ledger.steps.status import active_delivery
+from paht_bridge.mappings.canonical import VIETNAM_TZ, RatingLevel
+
+
+class AgencyStats(BaseModel):
+    deployment: str
+    agency_code: str
+    agency_name: str
+    received: int = 0
+    delivered: int = 0
+    answered: int = 0
+    published: int = 0
+    rated: int = 0
+    satisfied: int = 0
+    failed: int = 0
+
+    @property
+    def satisfaction_rate(self) -> float | None:
+        return self.satisfied / self.rated if self.rated else None
+
+
+def agency_stats(session: Session, deployment: str | None = None) -> list[AgencyStats]:
+    query = select(ReportRow).options(selectinload(ReportRow.deliveries))
+    if deployment:
+        query = query.where(ReportRow.deployment == deployment)
+    levels = {r.report_id: r.level for r in session.scalars(select(RatingRow))}
+    table: dict[tuple[str, str], AgencyStats] = {}
+    for report in session.scalars(query):
+        delivery = active_delivery(report)
+        code, name = (delivery.agency_code, delivery.agency_name) if delivery else ("-", "(chờ IOC xem xét)")
+        row = table.setdefault((report.deployment, code), AgencyStats(deployment=report.deployment, agency_code=code, agency_name=name))
+        row.received += 1
+        if delivery is None or delivery.state == "dead" or report.problem:
+            row.failed += 1
+        if delivery and delivery.state == "delivered":
+            row.delivered += 1
+        if delivery and delivery.answered_at and delivery.doc_status == "answered":
+            row.answered += 1
+        if delivery and delivery.published_at:
+            row.published += 1
+        if report.id in levels:
+            row.rated += 1
+            row.satisfied += levels[report.id] == RatingLevel.SATISFIED
+    return sorted(table.values(), key=lambda s: (s.deployment, s.agency_code))
+
+
+class TraceEvent(BaseModel):
+    at: datetime
+    kind: str
+    status: str | None
+    run_id: str | None
+    detail: dict
+
+
+class Trace(BaseModel):
+    report_key: str
+    deployment: str
+    status: str
+    title: str
+    locality: str | None
+    events: list[TraceEvent]
+
+
+def trace(session: Session, source_id: str, source: str | None = None) -> Trace | None:
+    """Every event of one report, oldest first, in Vietnam time. No personal data."""
+    query = select(ReportRow).where(ReportRow.source_id == source_id)
+    if source:
+        query = query.where(ReportRow.source == source)
+    report = session.scalars(query).first()
+    if report is None:
+        return None
+    events = session.scalars(select(EventRow).where(EventRow.report_id == report.id).order_by(EventRow.at, EventRow.id))
+    return Trace(
+        report_key=f"{report.source}:{report.source_id}", deployment=report.deployment, status=report.status,
+        title=report.title, locality=report.locality,
+        events=[TraceEvent(at=e.at.astimezone(VIETNAM_TZ), kind=e.kind, status=e.status, run_id=e.run_id, detail=e.detail or {})
+                for e in events],
+    )
+
+
+def status_counts(session: Session) -> dict[str, dict[str, int]]:
+    counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for deployment, status in session.execute(select(ReportRow.deployment, ReportRow.status)):
+        counts[deployment][status] += 1
+    return {k: dict(v) for k, v in counts.items()}

@@ -1,0 +1,147 @@
+"""Deliver: create each routed report as an incoming document in its agency's system, once.
+
+DESIGN §4: the ledger records *sending* before the remote call and the outcome after. A
+timeout or dropped connection after sending leaves the delivery *unknown*; before any
+further attempt it is looked up by its external reference. Work is claimed under a lease
+so a zombie task beside its retry cannot send the same report twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from paht_bridge.connectors.base import CitizenSource
+from paht_bridge.connectors.errors import AmbiguousError, ConnectorError, PermanentError, TransientError
+from paht_bridge.ledger.models import DeliveryRow
+from paht_bridge.ledger.steps.context import StepContext, StepResult, log, report_from_row
+from paht_bridge.ledger.steps.status import refresh_status
+from paht_bridge.ledger.store import claim_deliveries, record_event, release
+from paht_bridge.mappings.canonical import CanonicalStatus, DocumentReceipt, LocalAttachment, Report, Routing, vietnam_now
+from paht_bridge.mappings.transforms import build_document
+
+LEASE = timedelta(minutes=10)
+RETRY_BASE = timedelta(seconds=30)
+RETRY_CAP = timedelta(hours=1)
+
+
+def deliver(ctx: StepContext) -> StepResult:
+    result = StepResult(deployment=ctx.mapping.deployment, step="deliver")
+    while True:
+        with ctx.sessions() as session:
+            batch = claim_deliveries(session, deployment=ctx.mapping.deployment, owner=ctx.worker,
+                                     states=("pending", "unknown", "sending"), limit=ctx.batch_size, lease=LEASE)
+            if not batch:
+                break
+            for delivery in batch:
+                result.add(_deliver_one(session, ctx, delivery))
+    return result
+
+
+def _deliver_one(session: Session, ctx: StepContext, delivery: DeliveryRow) -> str:
+    report = report_from_row(delivery.report)
+    target = ctx.connectors.target(delivery.target)
+    try:
+        # A delivery left 'sending' (the worker died mid-call) or 'unknown' may exist already.
+        if delivery.state in ("unknown", "sending"):
+            receipt = target.find_by_ref(delivery.external_ref)
+            if receipt is not None:
+                return _delivered(session, ctx, delivery, receipt.model_copy(update={"created": False}), recovered=True)
+        source = ctx.connectors.source(report.source)
+        with _spooled_attachments(source, report) as attachments:
+            _mark_sending(session, ctx, delivery)
+            record = build_document(report, _routing_of(delivery), ctx.mapping, delivery.attempt)
+            receipt = target.create_document(record, attachments)
+        return _delivered(session, ctx, delivery, receipt)
+    except AmbiguousError as error:
+        return _retry_later(session, ctx, delivery, error, state="unknown")
+    except TransientError as error:
+        return _retry_later(session, ctx, delivery, error, state="pending")
+    except (PermanentError, ConnectorError) as error:
+        return _dead(session, ctx, delivery, str(error))
+
+
+def _routing_of(delivery: DeliveryRow) -> Routing:
+    return Routing(agency_code=delivery.agency_code, agency_name=delivery.agency_name, target=delivery.target,
+                   deadline=delivery.deadline, priority=delivery.priority, target_category=delivery.target_category)
+
+
+def _mark_sending(session: Session, ctx: StepContext, delivery: DeliveryRow) -> None:
+    delivery.state = "sending"
+    delivery.tries += 1
+    record_event(session, "sending", report_id=delivery.report_id, delivery_id=delivery.id, run_id=ctx.run_id,
+                 target=delivery.target, external_ref=delivery.external_ref, try_number=delivery.tries)
+    session.commit()  # 'sending' must be durable before the remote call
+
+
+def _delivered(session: Session, ctx: StepContext, delivery: DeliveryRow, receipt: DocumentReceipt, recovered: bool = False) -> str:
+    now = vietnam_now()
+    delivery.state = "delivered"
+    delivery.document_id = receipt.document_id
+    delivery.delivered_at = now
+    delivery.last_error = None
+    delivery.next_try_at = None
+    if delivery.doc_status is None:
+        delivery.doc_status, delivery.doc_status_at = CanonicalStatus.DELIVERED, now
+    release(delivery)
+    refresh_status(session, delivery.report)
+    record_event(session, "delivered", report_id=delivery.report_id, delivery_id=delivery.id, run_id=ctx.run_id,
+                 status=CanonicalStatus.DELIVERED, target=delivery.target, agency=delivery.agency_code,
+                 external_ref=delivery.external_ref, document_id=receipt.document_id,
+                 created=receipt.created, recovered_by_lookup=recovered)
+    session.commit()
+    log.info("delivered report=%s ref=%s document=%s created=%s", delivery.report.source_id, delivery.external_ref,
+             receipt.document_id, receipt.created)
+    return "delivered" if receipt.created else "already_there"
+
+
+def _retry_later(session: Session, ctx: StepContext, delivery: DeliveryRow, error: ConnectorError, state: str) -> str:
+    max_tries = ctx.mapping.target(delivery.target).max_tries
+    if delivery.tries >= max_tries and state == "pending":
+        return _dead(session, ctx, delivery, f"gave up after {delivery.tries} tries: {error}")
+    delivery.state = state
+    delivery.last_error = str(error)
+    delivery.next_try_at = vietnam_now() + min(RETRY_BASE * (2 ** max(delivery.tries - 1, 0)), RETRY_CAP)
+    release(delivery)
+    record_event(session, "delivery_" + ("unknown" if state == "unknown" else "retry"), report_id=delivery.report_id,
+                 delivery_id=delivery.id, run_id=ctx.run_id, error=str(error), next_try_at=delivery.next_try_at.isoformat())
+    session.commit()
+    log.warning("delivery %s report=%s ref=%s error=%s", state, delivery.report.source_id, delivery.external_ref, error)
+    return "unknown" if state == "unknown" else "retry"
+
+
+def _dead(session: Session, ctx: StepContext, delivery: DeliveryRow, reason: str) -> str:
+    delivery.state = "dead"
+    delivery.last_error = reason
+    release(delivery)
+    record_event(session, "dead_letter", report_id=delivery.report_id, delivery_id=delivery.id, run_id=ctx.run_id, reason=reason)
+    session.commit()
+    log.error("dead letter report=%s ref=%s reason=%s", delivery.report.source_id, delivery.external_ref, reason)
+    return "dead"
+
+
+@contextmanager
+def _spooled_attachments(source: CitizenSource, report: Report) -> Iterator[list[LocalAttachment]]:
+    """Fetch every attachment into a temporary file (streamed, hashed on the way) for the target."""
+    with tempfile.TemporaryDirectory(prefix="paht-att-") as folder:
+        files: list[LocalAttachment] = []
+        for index, attachment in enumerate(report.attachments):
+            path = Path(folder) / f"{index:03d}"
+            digest, size = hashlib.sha256(), 0
+            with source.open_attachment(attachment) as chunks, open(path, "wb") as out:
+                for chunk in chunks:
+                    out.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+            if attachment.sha256 and attachment.sha256 != digest.hexdigest():
+                raise TransientError(f"attachment {attachment.name!r} checksum mismatch", system=source.name,
+                                     operation="open_attachment", ref=report.source_id)
+            files.append(LocalAttachment(name=attachment.name, media_type=attachment.media_type, size=size,
+                                         sha256=digest.hexdigest(), path=path))
+        yield files

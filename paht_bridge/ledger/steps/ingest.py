@@ -1,0 +1,110 @@
+"""Ingest: pull new and changed reports from every citizen source into the ledger.
+
+Each page is one transaction: its reports, its quarantined items and the cursor that
+covers them commit together, so a crash can repeat a page (harmless: reports are keyed
+by source and id) but never skip one.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from paht_bridge.ledger.db import encrypt
+from paht_bridge.ledger.models import DeliveryRow, QuarantineRow, ReportRow
+from paht_bridge.ledger.steps.context import StepContext, StepResult, log
+from paht_bridge.ledger.steps.status import refresh_status
+from paht_bridge.ledger.store import get_cursor, record_event, set_cursor
+from paht_bridge.mappings.admin_units import ResolvedUnits, resolve_units
+from paht_bridge.mappings.canonical import CanonicalStatus, Quarantined, Report, vietnam_now
+from paht_bridge.mappings.transforms import MappingProblem, external_ref, route
+
+
+def ingest(ctx: StepContext) -> StepResult:
+    result = StepResult(deployment=ctx.mapping.deployment, step="ingest")
+    for source in ctx.mapping.sources:
+        client = ctx.connectors.source(source.name)
+        stream = f"{source.name}:reports"
+        with ctx.sessions() as session:
+            cursor = get_cursor(session, stream)
+        for page in client.reports_since(cursor, page_size=source.page_size):
+            with ctx.sessions.begin() as session:
+                for bad in page.quarantined:
+                    _quarantine(session, ctx, bad)
+                    result.add("quarantined")
+                for report in page.items:
+                    result.add(_take_in(session, ctx, report))
+                set_cursor(session, stream, page.next_cursor)
+            log.info("ingest page deployment=%s source=%s items=%d quarantined=%d cursor=%s",
+                     ctx.mapping.deployment, source.name, len(page.items), len(page.quarantined), page.next_cursor)
+    return result
+
+
+def _quarantine(session: Session, ctx: StepContext, bad: Quarantined) -> None:
+    session.add(QuarantineRow(
+        deployment=ctx.mapping.deployment, source=bad.source, source_id=bad.source_id,
+        reason=bad.reason, raw=bad.raw, at=vietnam_now(), run_id=ctx.run_id,
+    ))
+    record_event(session, "quarantined", report_id=None, run_id=ctx.run_id, source=bad.source, source_id=bad.source_id, reason=bad.reason)
+
+
+def _take_in(session: Session, ctx: StepContext, report: Report) -> str:
+    """Store one report (new, changed or a repeat); route it if new. Returns what happened."""
+    row = session.scalar(select(ReportRow).where(ReportRow.source == report.source, ReportRow.source_id == report.source_id))
+    if row is not None:
+        if report.updated_at <= row.updated_at:
+            return "repeated"
+        row.title, row.updated_at = report.title, report.updated_at
+        row.payload = _payload(report)
+        record_event(session, "updated", report_id=row.id, run_id=ctx.run_id)
+        return "updated"
+
+    units = resolve_units(report.location.unit)
+    row = _new_row(ctx, report, units)
+    session.add(row)
+    session.flush()
+    record_event(session, "received", report_id=row.id, run_id=ctx.run_id, status=CanonicalStatus.RECEIVED,
+                 source=report.source, channel=report.channel, category=report.category, at=row.received_at)
+    try:
+        routing = route(report, units, ctx.mapping)
+    except MappingProblem as problem:
+        row.problem = str(problem)
+        record_event(session, "needs_review", report_id=row.id, run_id=ctx.run_id, status=CanonicalStatus.RECEIVED, reason=str(problem))
+        log.warning("report needs IOC review report=%s reason=%s", report.key, problem)
+        return "needs_review"
+    delivery = DeliveryRow(
+        report_id=row.id, deployment=ctx.mapping.deployment, attempt=1, external_ref=external_ref(report),
+        target=routing.target, agency_code=routing.agency_code, agency_name=routing.agency_name,
+        target_category=routing.target_category, priority=routing.priority, deadline=routing.deadline, state="pending",
+    )
+    row.deliveries.append(delivery)
+    session.flush()
+    refresh_status(session, row)
+    record_event(session, "routed", report_id=row.id, delivery_id=delivery.id, run_id=ctx.run_id, status=CanonicalStatus.ROUTED,
+                 agency=routing.agency_code, agency_name=routing.agency_name, target=routing.target,
+                 deadline=routing.deadline.isoformat(), ward=units.current.ward if units.current else None)
+    return "received"
+
+
+def _payload(report: Report) -> dict:
+    return report.model_dump(mode="json", exclude={"reporter"})
+
+
+def _new_row(ctx: StepContext, report: Report, units: ResolvedUnits) -> ReportRow:
+    legacy, current = units.legacy, units.current
+    return ReportRow(
+        deployment=ctx.mapping.deployment, source=report.source, source_id=report.source_id,
+        channel=report.channel, category=report.category, title=report.title, status=CanonicalStatus.RECEIVED,
+        created_at=report.created_at, updated_at=report.updated_at, received_at=vietnam_now(),
+        lat=report.location.lat, lon=report.location.lon,
+        legacy_province_code=legacy.province_code if legacy else None,
+        legacy_district_code=legacy.district_code if legacy else None,
+        legacy_ward_code=legacy.ward_code if legacy else None,
+        province_code=current.province_code if current else None,
+        ward_code=current.ward_code if current else None,
+        locality=current.ward if current else None,
+        reporter_name_enc=encrypt(report.reporter.name.get_secret_value()) if report.reporter.name else None,
+        reporter_phone_enc=encrypt(report.reporter.phone.get_secret_value()) if report.reporter.phone else None,
+        payload=_payload(report),
+        problem=units.problem,
+    )

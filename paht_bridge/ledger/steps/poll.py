@@ -1,0 +1,100 @@
+"""Poll: read each document system's change feed and apply the changes to the ledger.
+
+Changes are mapped to canonical statuses by the target's status table; an unknown code
+is recorded for the IOC and never guessed. An older or repeated change never overwrites a
+newer one. A refusal sends the report back to the IOC, which re-routes it once to the
+deployment's ``on_refusal`` agency.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from paht_bridge.ledger.models import DeliveryRow
+from paht_bridge.ledger.steps.context import StepContext, StepResult, log, report_from_row
+from paht_bridge.ledger.steps.status import refresh_status
+from paht_bridge.ledger.store import get_cursor, record_event, set_cursor
+from paht_bridge.mappings.canonical import DOCUMENT_PROGRESS, CanonicalStatus, RawStatusChange, StatusChange, vietnam_now
+from paht_bridge.mappings.transforms import UnknownStatus, external_ref, map_status, reroute
+
+
+def poll(ctx: StepContext) -> StepResult:
+    result = StepResult(deployment=ctx.mapping.deployment, step="poll")
+    for target in ctx.mapping.targets:
+        client = ctx.connectors.target(target.name)
+        stream = f"{target.name}:changes"
+        with ctx.sessions() as session:
+            cursor = get_cursor(session, stream)
+        for page in client.changes_since(cursor):
+            with ctx.sessions.begin() as session:
+                for raw in page.items:
+                    result.add(_apply(session, ctx, target.name, raw))
+                set_cursor(session, stream, page.next_cursor)
+    return result
+
+
+def _apply(session: Session, ctx: StepContext, target: str, raw: RawStatusChange) -> str:
+    delivery = session.scalar(select(DeliveryRow).where(DeliveryRow.external_ref == raw.external_ref))
+    if delivery is None:
+        # Not ours (another sender's document in a shared system), or not yet recorded.
+        record_event(session, "foreign_change", report_id=None, run_id=ctx.run_id, target=target,
+                     external_ref=raw.external_ref, raw_code=raw.raw_code)
+        return "ignored"
+    try:
+        change = map_status(raw, target, ctx.mapping)
+    except UnknownStatus as problem:
+        record_event(session, "unknown_status", report_id=delivery.report_id, delivery_id=delivery.id,
+                     run_id=ctx.run_id, target=target, raw_code=raw.raw_code, reason=str(problem))
+        log.warning("unknown status report=%s ref=%s code=%s", delivery.report.source_id, raw.external_ref, raw.raw_code)
+        return "unknown_status"
+    if not _is_newer(delivery, change):
+        return "stale"
+    delivery.doc_status, delivery.doc_raw_code, delivery.doc_status_at = change.status, change.raw_code, change.changed_at
+    if delivery.document_id is None:
+        delivery.document_id = change.document_id
+    if change.status in (CanonicalStatus.ANSWERED, CanonicalStatus.REFUSED_BY_AGENCY):
+        delivery.answer, delivery.answered_by, delivery.answered_at = change.answer, change.answered_by, change.changed_at
+    record_event(session, "status", report_id=delivery.report_id, delivery_id=delivery.id, run_id=ctx.run_id,
+                 status=change.status, raw_code=change.raw_code, document_id=change.document_id,
+                 agency=delivery.agency_code, changed_at=change.changed_at.isoformat(),
+                 answered_by=change.answered_by)
+    if change.status is CanonicalStatus.REFUSED_BY_AGENCY:
+        _reroute(session, ctx, delivery)
+    refresh_status(session, delivery.report)
+    return change.status.value
+
+
+def _is_newer(delivery: DeliveryRow, change: StatusChange) -> bool:
+    """Later progress wins; at equal progress the later time wins; a repeat is a no-op."""
+    if delivery.doc_raw_code == change.raw_code and delivery.doc_status_at == change.changed_at:
+        return False
+    current = DOCUMENT_PROGRESS.get(CanonicalStatus(delivery.doc_status), 0) if delivery.doc_status else 0
+    incoming = DOCUMENT_PROGRESS.get(change.status, 0)
+    if incoming != current:
+        return incoming > current or change.status is CanonicalStatus.RECALLED
+    return delivery.doc_status_at is None or change.changed_at >= delivery.doc_status_at
+
+
+def _reroute(session: Session, ctx: StepContext, refused: DeliveryRow) -> None:
+    report_row = refused.report
+    if refused.attempt > 1 or refused.rerouted_at is not None:
+        record_event(session, "needs_review", report_id=report_row.id, delivery_id=refused.id, run_id=ctx.run_id,
+                     reason="refused again after re-routing", status=CanonicalStatus.REFUSED_BY_AGENCY)
+        report_row.problem = "refused by the agency it was re-routed to"
+        return
+    report = report_from_row(report_row)
+    routing = reroute(report, ctx.mapping)
+    attempt = refused.attempt + 1
+    delivery = DeliveryRow(
+        report_id=report_row.id, deployment=ctx.mapping.deployment, attempt=attempt,
+        external_ref=external_ref(report, attempt), target=routing.target, agency_code=routing.agency_code,
+        agency_name=routing.agency_name, target_category=routing.target_category, priority=routing.priority,
+        deadline=routing.deadline, state="pending",
+    )
+    report_row.deliveries.append(delivery)
+    refused.rerouted_at = vietnam_now()
+    session.flush()
+    record_event(session, "rerouted", report_id=report_row.id, delivery_id=delivery.id, run_id=ctx.run_id,
+                 status=CanonicalStatus.ROUTED, agency=routing.agency_code, agency_name=routing.agency_name,
+                 refused_by=refused.agency_code, reason=refused.answer)

@@ -1,0 +1,83 @@
+"""Ratings: take citizens' ratings from each source and pass them on to the agency.
+
+A rating is stored once (keyed by source and rating id) with its cursor in the same
+transaction; pushing it to the document system is a separate, retryable step.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from paht_bridge.connectors.errors import ConnectorError, PermanentError
+from paht_bridge.ledger.models import RatingRow, ReportRow
+from paht_bridge.ledger.steps.context import StepContext, StepResult, log
+from paht_bridge.ledger.steps.status import active_delivery, refresh_status
+from paht_bridge.ledger.store import get_cursor, record_event, set_cursor
+from paht_bridge.mappings.canonical import CanonicalStatus, Rating, RatingLevel, vietnam_now
+
+
+def ratings(ctx: StepContext) -> StepResult:
+    result = StepResult(deployment=ctx.mapping.deployment, step="ratings")
+    for source in ctx.mapping.sources:
+        client = ctx.connectors.source(source.name)
+        stream = f"{source.name}:ratings"
+        with ctx.sessions() as session:
+            cursor = get_cursor(session, stream)
+        for page in client.ratings_since(cursor, page_size=source.page_size):
+            with ctx.sessions.begin() as session:
+                for rating in page.items:
+                    result.add(_take_in(session, ctx, rating))
+                set_cursor(session, stream, page.next_cursor)
+    _push(ctx, result)
+    return result
+
+
+def _take_in(session: Session, ctx: StepContext, rating: Rating) -> str:
+    known = session.scalar(select(RatingRow.id).where(RatingRow.source == rating.source, RatingRow.rating_id == rating.rating_id))
+    if known is not None:
+        return "repeated"
+    report = session.scalar(select(ReportRow).where(ReportRow.source == rating.source, ReportRow.source_id == rating.source_id))
+    if report is None:
+        record_event(session, "orphan_rating", report_id=None, run_id=ctx.run_id, source=rating.source,
+                     source_id=rating.source_id, rating_id=rating.rating_id)
+        return "orphan"
+    session.add(RatingRow(source=rating.source, rating_id=rating.rating_id, report_id=report.id, level=rating.level,
+                          comment=rating.comment, rated_at=rating.rated_at))
+    session.flush()
+    refresh_status(session, report)
+    record_event(session, "rated", report_id=report.id, run_id=ctx.run_id, status=CanonicalStatus.RATED,
+                 level=rating.level, rated_at=rating.rated_at.isoformat())
+    return "rated"
+
+
+def _push(ctx: StepContext, result: StepResult) -> None:
+    with ctx.sessions() as session:
+        waiting = session.scalars(
+            select(RatingRow).join(ReportRow).where(ReportRow.deployment == ctx.mapping.deployment, RatingRow.pushed_at.is_(None))
+        ).all()
+        for row in waiting:
+            report = session.get(ReportRow, row.report_id)
+            delivery = active_delivery(report)
+            if delivery is None or delivery.document_id is None:
+                result.add("push_waiting")
+                continue
+            rating = Rating(rating_id=row.rating_id, source=row.source, source_id=report.source_id,
+                            level=RatingLevel(row.level), comment=row.comment, rated_at=row.rated_at)
+            try:
+                ctx.connectors.target(delivery.target).post_rating(delivery.document_id, rating)
+            except PermanentError as error:
+                row.push_error = str(error)
+                record_event(session, "rating_push_failed", report_id=report.id, delivery_id=delivery.id, run_id=ctx.run_id, error=str(error))
+                session.commit()
+                result.add("push_failed")
+                continue
+            except ConnectorError as error:
+                log.warning("rating push deferred report=%s error=%s", report.source_id, error)
+                result.add("push_deferred")
+                continue
+            row.pushed_at, row.push_error = vietnam_now(), None
+            record_event(session, "rating_pushed", report_id=report.id, delivery_id=delivery.id, run_id=ctx.run_id,
+                         target=delivery.target, document_id=delivery.document_id, level=row.level)
+            session.commit()
+            result.add("pushed")

@@ -1,0 +1,85 @@
+"""Small ledger operations the steps share: events, cursors, leases.
+
+Everything here runs inside a caller's transaction; the caller decides when to commit,
+which is how a cursor is committed together with (never before) the data it covers.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from paht_bridge.ledger.models import CursorRow, DeliveryRow, EventRow
+from paht_bridge.mappings.canonical import vietnam_now
+
+
+def record_event(
+    session: Session,
+    kind: str,
+    *,
+    report_id: int | None,
+    run_id: str | None,
+    status: str | None = None,
+    delivery_id: int | None = None,
+    at: datetime | None = None,
+    **detail: Any,
+) -> None:
+    session.add(
+        EventRow(report_id=report_id, delivery_id=delivery_id, at=at or vietnam_now(), kind=kind, status=status, run_id=run_id, detail=detail)
+    )
+
+
+def get_cursor(session: Session, stream: str) -> str | None:
+    row = session.get(CursorRow, stream)
+    return row.value if row else None
+
+
+def set_cursor(session: Session, stream: str, value: str | None) -> None:
+    row = session.get(CursorRow, stream)
+    if row is None:
+        session.add(CursorRow(stream=stream, value=value, updated_at=vietnam_now()))
+    else:
+        row.value = value
+        row.updated_at = vietnam_now()
+
+
+def claim_deliveries(
+    session: Session, *, deployment: str, owner: str, states: tuple[str, ...], limit: int, lease: timedelta
+) -> list[DeliveryRow]:
+    """Take up to ``limit`` deliveries due now under a lease, so two workers never hold the same one.
+
+    On PostgreSQL candidate rows are locked with ``FOR UPDATE SKIP LOCKED``; on both engines
+    the lease is then taken with a conditional UPDATE that only succeeds where no live lease
+    exists, so a zombie worker and its retry cannot both win. Commits the claim.
+    """
+    now = vietnam_now()
+    due = or_(DeliveryRow.next_try_at.is_(None), DeliveryRow.next_try_at <= now)
+    free = or_(DeliveryRow.lease_until.is_(None), DeliveryRow.lease_until < now)
+    query = (
+        select(DeliveryRow.id)
+        .where(DeliveryRow.deployment == deployment, DeliveryRow.state.in_(states), due, free)
+        .order_by(DeliveryRow.priority.desc(), DeliveryRow.deadline, DeliveryRow.id)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    ids = list(session.scalars(query))
+    if not ids:
+        session.commit()
+        return []
+    session.execute(
+        update(DeliveryRow)
+        .where(DeliveryRow.id.in_(ids), free)
+        .values(lease_owner=owner, lease_until=now + lease)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    return list(session.scalars(select(DeliveryRow).where(DeliveryRow.id.in_(ids), DeliveryRow.lease_owner == owner)))
+
+
+def release(delivery: DeliveryRow) -> None:
+    delivery.lease_owner = None
+    delivery.lease_until = None

@@ -1,0 +1,143 @@
+"""The deployment mapping: one YAML file per province IOC, validated by these models.
+
+It names the systems (by Airflow connection id, never with secrets), what categories
+mean, who handles what where, deadlines, each target's status codes, what reporter data
+may reach an agency, and the text templates of a document.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from paht_bridge.mappings.canonical import CanonicalStatus, Text
+
+DEPLOYMENTS_DIR = Path(__file__).parent / "deployments"
+
+#: Decision 20/2020/QĐ-TTg organisation codes: at most 35 characters of [.0-9A-Z] in dot groups.
+ORGANISATION_CODE = re.compile(r"^(?=.{1,35}$)[0-9A-Z]+(\.[0-9A-Z]+)*$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Agency(Strict):
+    code: str
+    name: Text
+
+    @field_validator("code")
+    @classmethod
+    def _organisation_code(cls, value: str) -> str:
+        if not ORGANISATION_CODE.match(value):
+            raise ValueError(f"{value!r} is not an organisation code (Decision 20/2020: [.0-9A-Z], at most 35)")
+        return value
+
+
+class Source(Strict):
+    name: str
+    kind: Literal["citizen_app"]
+    connection_id: str
+    page_size: int = Field(default=100, ge=1, le=1000)
+
+
+class Target(Strict):
+    name: str
+    kind: Literal["edxml_soap", "rest_docs"]
+    connection_id: str
+    #: raw back-end status code → canonical status; a code not listed is reported, never guessed.
+    statuses: dict[str, CanonicalStatus]
+    max_tries: int = Field(default=8, ge=1)
+
+
+class Category(Strict):
+    name: Text
+    target_category: str
+    deadline_days: int = Field(ge=1, le=90)
+    priority: int = Field(default=0, ge=0, le=4)
+
+
+class RoutingRule(Strict):
+    """Category × place → agency. A rule with no ``wards`` applies province-wide."""
+
+    category: str
+    #: 2025-scheme ward codes (the unit the report was resolved to).
+    wards: tuple[str, ...] = ()
+    agency: Agency
+    target: str | None = None  # defaults to routing.default_target
+
+
+class Routing(Strict):
+    default_target: str
+    rules: tuple[RoutingRule, ...]
+    #: Who a report goes to when the first agency refuses it (the IOC re-routes it there).
+    on_refusal: Agency
+
+
+class Privacy(Strict):
+    """Which reporter data may reach an agency. Hue-S: only IOC staff see who sent a report."""
+
+    send_reporter_name: bool = False
+    send_reporter_phone: bool = False
+
+
+class Templates(Strict):
+    subject: str = "[PAHT] {title}"
+    content: str = "{description}\nĐịa điểm: {address}\nThời gian phản ánh: {created}\nMã phản ánh: {source_id}"
+
+
+class Deployment(Strict):
+    deployment: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    name: Text
+    province_code: str  # 2025 scheme
+    ioc: Agency
+    sources: tuple[Source, ...]
+    targets: tuple[Target, ...]
+    categories: dict[str, Category]
+    routing: Routing
+    privacy: Privacy = Privacy()
+    templates: Templates = Templates()
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> "Deployment":
+        targets = {t.name for t in self.targets}
+        problems = []
+        if self.routing.default_target not in targets:
+            problems.append(f"routing.default_target {self.routing.default_target!r} is not a target")
+        for i, rule in enumerate(self.routing.rules):
+            if rule.category not in self.categories:
+                problems.append(f"routing.rules[{i}].category {rule.category!r} is not in categories")
+            if rule.target and rule.target not in targets:
+                problems.append(f"routing.rules[{i}].target {rule.target!r} is not a target")
+        for code in self.categories:
+            if not any(r.category == code and not r.wards for r in self.routing.rules):
+                problems.append(f"category {code!r} has no province-wide routing rule")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def source(self, name: str) -> Source:
+        return next(s for s in self.sources if s.name == name)
+
+    def target(self, name: str) -> Target:
+        return next(t for t in self.targets if t.name == name)
+
+
+def load_deployment(path: str | Path) -> Deployment:
+    with open(path, encoding="utf-8") as handle:
+        return Deployment.model_validate(yaml.safe_load(handle))
+
+
+@lru_cache(maxsize=None)
+def deployment(name: str, directory: str | None = None) -> Deployment:
+    """The named deployment from the deployments folder (cached per process)."""
+    return load_deployment(Path(directory or DEPLOYMENTS_DIR) / f"{name}.yaml")
+
+
+def deployment_names(directory: str | Path | None = None) -> list[str]:
+    return sorted(p.stem for p in Path(directory or DEPLOYMENTS_DIR).glob("*.yaml"))

@@ -1,0 +1,107 @@
+"""The whole set of stand-ins the demo and the tests run against, on loopback.
+
+Two citizen apps (QuangTri IOC, Điện Biên Smart), the edXML-style SOAP document system
+for Quảng Trị and the TDOffice-style REST one for Điện Biên, each on its own port, plus
+the Airflow Connections (as ``AIRFLOW_CONN_*`` variables) that point the bridge at them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import requests
+
+from paht_bridge.sandbox.citizen_app import CitizenAppState, create_citizen_app, load_seed_reports
+from paht_bridge.sandbox.edxml_docsys import EdxmlDocsysState, create_edxml_app
+from paht_bridge.sandbox.rest_docsys import RestDocsysState, create_rest_docsys_app
+from paht_bridge.sandbox.server import LoopbackServer
+
+CITIZEN_KEY = "sandbox-key"
+SOAP_USER, SOAP_PASSWORD = "sandbox", "sandbox-secret"
+REST_TOKEN = "sandbox-token"
+
+#: connection id → (stand-in name, kind); the ids are the ones the deployment mappings name.
+CONNECTIONS = {
+    "paht_citizen_quangtri": ("quangtri_ioc", "citizen"),
+    "paht_citizen_dienbien": ("dienbien_smart", "citizen"),
+    "paht_qoffice_quangtri": ("qoffice_quangtri", "soap"),
+    "paht_tdoffice_dienbien": ("tdoffice_dienbien", "rest"),
+}
+
+
+@dataclass
+class SandboxUrls:
+    """Where each stand-in listens; enough to build connections and drive the control endpoints."""
+
+    urls: dict[str, str]  # stand-in name → base URL
+
+    def connection_env(self) -> dict[str, str]:
+        env = {}
+        for conn_id, (name, kind) in CONNECTIONS.items():
+            conn: dict[str, object] = {"conn_type": "http", "host": self.urls[name]}
+            if kind == "citizen":
+                conn.update(password=CITIZEN_KEY, extra={"timeout": 30})
+            elif kind == "soap":
+                conn.update(login=SOAP_USER, password=SOAP_PASSWORD, extra={"timeout": 30, "path": "/edxml"})
+            else:
+                conn.update(password=REST_TOKEN, extra={"timeout": 30})
+            env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(conn)
+        return env
+
+    @property
+    def citizen_apps(self) -> list[str]:
+        return [self.urls[n] for n, k in CONNECTIONS.values() if k == "citizen"]
+
+    @property
+    def document_systems(self) -> list[str]:
+        return [self.urls[n] for n, k in CONNECTIONS.values() if k != "citizen"]
+
+    def tick_desks(self) -> int:
+        """One step of every agency desk; returns how many documents moved."""
+        return sum(requests.post(f"{url}/_sandbox/desk/tick", timeout=30).json()["moved"] for url in self.document_systems)
+
+    def citizens_rate(self) -> int:
+        return sum(requests.post(f"{url}/_sandbox/citizens/rate", timeout=30).json()["rated"] for url in self.citizen_apps)
+
+    def to_json(self) -> str:
+        return json.dumps({"urls": self.urls})
+
+    @classmethod
+    def from_json(cls, text: str) -> "SandboxUrls":
+        return cls(urls=json.loads(text)["urls"])
+
+
+@dataclass
+class SandboxStack:
+    """All stand-ins in this process, each in its own server thread."""
+
+    refuse_one_in: int = 7
+    servers: dict[str, LoopbackServer] = field(default_factory=dict)
+    citizen_states: dict[str, CitizenAppState] = field(default_factory=dict)
+    soap_state: EdxmlDocsysState | None = None
+    rest_state: RestDocsysState | None = None
+
+    def start(self, ports: dict[str, int] | None = None) -> SandboxUrls:
+        ports = ports or {}
+        for source in ("quangtri_ioc", "dienbien_smart"):
+            state = CitizenAppState(name=source, reports=load_seed_reports(source), api_key=CITIZEN_KEY)
+            self.citizen_states[source] = state
+            self._serve(source, create_citizen_app(state), ports)
+        self.soap_state = EdxmlDocsysState(refuse_one_in=self.refuse_one_in, username=SOAP_USER, password=SOAP_PASSWORD)
+        self._serve("qoffice_quangtri", create_edxml_app(self.soap_state), ports)
+        self.rest_state = RestDocsysState(refuse_one_in=self.refuse_one_in, token=REST_TOKEN)
+        self._serve("tdoffice_dienbien", create_rest_docsys_app(self.rest_state), ports)
+        return self.urls
+
+    def _serve(self, name: str, app: object, ports: dict[str, int]) -> None:
+        self.servers[name] = LoopbackServer(app, port=ports.get(name, 0), name=name).start()
+
+    @property
+    def urls(self) -> SandboxUrls:
+        return SandboxUrls(urls={name: server.url for name, server in self.servers.items()})
+
+    def stop(self) -> None:
+        for server in self.servers.values():
+            server.stop()
+        self.servers.clear()
