@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -83,15 +84,27 @@ PAGE_LIMIT = 1000  # the service's Limit maximum
 UNSAFE_TO_REPEAT = frozenset({"SendDocument"})
 
 
+MISCONFIGURED = (
+    requests.exceptions.InvalidURL,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.InvalidHeader,
+)
+XML_MEDIA_TYPES = frozenset({"text/xml", "application/xml", "application/soap+xml", "multipart/related"})
+DTD_OR_ENTITY = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+
+
 class _UnreadableAnswer(Exception):
     """Raised inside the transport; mapped to MalformedResponse where the context is known."""
 
 
 class GuardedTransport(Transport):
-    """zeep's Transport, minus body logging and plus a size bound and an HTML check.
+    """zeep's Transport, minus body logging and plus checks before zeep parses an answer.
 
-    zeep logs whole request bodies at DEBUG, and ours carry reporters' names and phones;
-    an answer larger than ``max_bytes`` is refused before it is parsed.
+    zeep logs whole request bodies at DEBUG, and ours carry reporters' names and phones.
+    An answer larger than ``max_bytes``, or declaring a DTD or entities (no SOAP answer
+    needs one), is refused unparsed; a non-XML answer (a proxy's HTML page) is handed on
+    as a TransportError so its HTTP status decides what it means.
     """
 
     def __init__(self, *args: Any, max_bytes: int = MAX_ANSWER_BYTES, **kwargs: Any) -> None:
@@ -103,8 +116,13 @@ class GuardedTransport(Transport):
         with response:
             response._content = self._read_bounded(response)  # noqa: SLF001 - requests' own cache of the body
         media_type = get_media_type(response.headers.get("Content-Type", "text/xml"))
-        if response.status_code == 200 and media_type == "text/html":
-            raise _UnreadableAnswer(f"expected SOAP XML, got an HTML page: {response.text[:120]!r}")
+        if media_type not in XML_MEDIA_TYPES:
+            raise TransportError(
+                f"{media_type} answer instead of SOAP XML: {response.text[:120]!r}",
+                status_code=response.status_code, content=response.content,
+            )
+        if DTD_OR_ENTITY.search(response.content):
+            raise _UnreadableAnswer("answer refused: it declares a DTD or entities")
         return response
 
     def _read_bounded(self, response: requests.Response) -> bytes:
@@ -254,6 +272,7 @@ class EdxmlSoapClient:
         wsdl: str | Path | None = None,
         code_notation: str = "PAHT-IOC",
         max_attachment_bytes: int = MAX_ATTACHMENT_BYTES,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
         self.name = name
         self.endpoint = endpoint
@@ -267,7 +286,9 @@ class EdxmlSoapClient:
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         # zeep has no operation timeout by default; (connect, read) keeps a dead host from holding a worker.
-        self._transport = GuardedTransport(session=session, timeout=timeout, operation_timeout=(min(CONNECT_TIMEOUT, timeout), timeout))
+        self._transport = GuardedTransport(
+            session=session, timeout=timeout, operation_timeout=(min(CONNECT_TIMEOUT, timeout), timeout), max_bytes=max_answer_bytes
+        )
         self._client = zeep.Client(str(wsdl or WSDL_PATH), transport=self._transport, settings=zeep_settings())
         self._service = self._client.create_service(BINDING, endpoint)
 
@@ -301,7 +322,7 @@ class EdxmlSoapClient:
             if not page.has_more:
                 return
             next_cursor = int(answer.NextCursor)
-            if since is not None and next_cursor <= since:
+            if next_cursor <= (since or 0):
                 raise MalformedResponse(
                     f"change feed did not advance past cursor {since}", system=self.name, operation="GetStatusChanges"
                 )
@@ -383,7 +404,13 @@ class EdxmlSoapClient:
 
     def _read(self, record: DocumentRecord, attachment: LocalAttachment, content_id: str) -> AttachmentPart:
         """Read a spooled file and check it is the one the source described."""
-        data = attachment.path.read_bytes()
+        try:
+            data = attachment.path.read_bytes()
+        except OSError as exc:
+            raise PermanentError(
+                f"spooled attachment {attachment.name!r} cannot be read: {exc.__class__.__name__}",
+                system=self.name, operation="SendDocument", ref=record.external_ref,
+            ) from exc
         if len(data) != attachment.size or hashlib.sha256(data).hexdigest() != attachment.sha256:
             raise PermanentError(
                 f"spooled attachment {attachment.name!r} does not match its size or checksum",
@@ -405,18 +432,21 @@ class EdxmlSoapClient:
         context = {"system": self.name, "operation": operation, "ref": ref}
         if isinstance(exc, requests.ConnectTimeout) or (isinstance(exc, requests.ConnectionError) and _never_sent(exc)):
             return TransientError(f"could not connect: {exc.__class__.__name__}", **context)
-        if isinstance(exc, (requests.Timeout, requests.ConnectionError)):
-            cls = AmbiguousError if unsafe else TransientError
-            return cls(f"no answer after sending ({exc.__class__.__name__})", **context)
+        if isinstance(exc, MISCONFIGURED):
+            return PermanentError(f"endpoint {self.endpoint!r} is unusable: {exc.__class__.__name__}", **context)
         if isinstance(exc, requests.RequestException):
-            return TransientError(f"HTTP failure: {exc.__class__.__name__}", **context)
+            # Read timeout, reset, or an answer cut off mid-body: the request did arrive.
+            cls = AmbiguousError if unsafe else TransientError
+            return cls(f"no complete answer after sending ({exc.__class__.__name__})", **context)
         if isinstance(exc, Fault):
             return _fault_error(exc, unsafe, context)
         if isinstance(exc, TransportError):
             return _transport_error(exc, unsafe, context)
         if isinstance(exc, (DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden)):
             return MalformedResponse(f"answer refused: it declares a DTD or entities ({exc.__class__.__name__})", **context)
-        if isinstance(exc, (XMLSyntaxError, XMLParseError, _UnreadableAnswer)):
+        if isinstance(exc, _UnreadableAnswer):
+            return MalformedResponse(str(exc), **context)
+        if isinstance(exc, (XMLSyntaxError, XMLParseError)):
             return MalformedResponse(f"unreadable answer: {str(exc)[:300]}", **context)
         if isinstance(exc, ZeepValidationError):
             return PermanentError(f"request does not fit the WSDL: {exc}", **context)
@@ -468,7 +498,7 @@ def _transport_error(exc: TransportError, unsafe: bool, context: dict[str, Any])
     if status in (401, 403):
         return PermanentError(f"authentication refused (HTTP {status}): check the connection's login", **context)
     if status in (200, 201, 202):
-        return MalformedResponse(f"HTTP {status} without a readable SOAP answer: {str(exc)[:200]}", **context)
+        return MalformedResponse(f"HTTP {status} without a readable SOAP answer: {str(exc)[:300]}", **context)
     if status in (408, 425, 429) or status >= 500:
         cls = AmbiguousError if (unsafe and status >= 500) else TransientError
         return cls(f"HTTP {status} without a SOAP answer", **context)

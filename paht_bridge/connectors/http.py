@@ -77,7 +77,7 @@ class HttpTransport:
             raise cls(f"no answer within {kwargs['timeout']}s", system=self.system, operation=operation, ref=ref) from exc
         if response.status_code in ok:
             return response
-        detail = response.text[:300].replace("\n", " ")
+        detail = _error_detail(response)
         if response.status_code in TRANSIENT_STATUS:
             # A 5xx on a write may come after the server committed; the caller looks up by reference before retrying anyway.
             cls = AmbiguousError if (is_write and response.status_code >= 500) else TransientError
@@ -99,3 +99,14 @@ class HttpTransport:
 
     def close(self) -> None:
         self.session.close()
+
+
+def _error_detail(response: requests.Response, limit: int = 300) -> str:
+    """The start of an error body, without reading a huge streamed body into memory."""
+    try:
+        head = next(response.iter_content(limit), b"") if not response._content_consumed else response.content[:limit]  # noqa: SLF001
+    except requests.RequestException:
+        head = b""
+    finally:
+        response.close()
+    return head[:limit].decode(response.encoding or "utf-8", errors="replace").replace("\n", " ")

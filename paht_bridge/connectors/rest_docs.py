@@ -152,7 +152,9 @@ class WireRating(_Outgoing):
 
     @classmethod
     def from_rating(cls, rating: Rating) -> WireRating:
-        return cls(ma_danh_gia=rating.rating_id, muc_do=RATING_CODES[rating.level], nhan_xet=rating.comment, thoi_gian=rating.rated_at)
+        return cls(
+            ma_danh_gia=rating.rating_id, muc_do=RATING_CODES[rating.level], nhan_xet=rating.comment, thoi_gian=rating.rated_at
+        )
 
 
 # --- what we read (tolerant: a vendor adding a field must not break delivery) ---
@@ -366,13 +368,15 @@ class RestDocsClient:
         answer = self._parse(CreatedAnswer, response, "create_document", ref)
         if answer.so_ky_hieu != ref:
             # Trusting this would bind our report to somebody else's document.
-            raise MalformedResponse(f"answered for reference {answer.so_ky_hieu!r}", system=self.name, operation="create_document", ref=ref)
+            raise self._malformed(f"answered for reference {answer.so_ky_hieu!r}", "create_document", ref)
         log.info("document sent system=%s ref=%s document_id=%s created=%s attachments=%d",
                  self.name, ref, answer.id, not answer.existed, len(attachments))
         return DocumentReceipt(external_ref=ref, document_id=answer.id, created=not answer.existed)
 
     def find_by_ref(self, external_ref: str) -> DocumentReceipt | None:
-        response = self._http.request("GET", DOCUMENTS, operation="find_by_ref", ref=external_ref, params={"external_ref": external_ref})
+        response = self._http.request(
+            "GET", DOCUMENTS, operation="find_by_ref", ref=external_ref, params={"external_ref": external_ref}
+        )
         answer = self._parse(DocumentListAnswer, response, "find_by_ref", external_ref)
         # Vendors' searches are often "contains": PAHT-x-1 must not match PAHT-x-10.
         matches = [item for item in answer.items if item.so_ky_hieu == external_ref]
@@ -395,14 +399,14 @@ class RestDocsClient:
                 return
             if answer.next_cursor == cursor:
                 # A feed that says "more" without moving would loop for ever.
-                raise MalformedResponse(f"has_more with an unchanged cursor {cursor!r}", system=self.name, operation="changes_since")
+                raise self._malformed(f"has_more with an unchanged cursor {cursor!r}", "changes_since")
             cursor = answer.next_cursor
 
     def get_status(self, document_id: str) -> RawStatusChange:
         response = self._http.request("GET", f"{DOCUMENTS}/{quote(document_id, safe='')}", operation="get_status")
         answer = self._parse(DocumentAnswer, response, "get_status")
         if answer.id != document_id:
-            raise MalformedResponse(f"answered for document {answer.id!r}, asked for {document_id!r}", system=self.name, operation="get_status")
+            raise self._malformed(f"answered for document {answer.id!r}, asked for {document_id!r}", "get_status")
         return RawStatusChange(
             external_ref=answer.so_ky_hieu, document_id=answer.id, raw_code=answer.trang_thai,
             changed_at=answer.ngay_cap_nhat, answer=answer.y_kien_xu_ly, answered_by=answer.don_vi_xu_ly,
@@ -417,17 +421,21 @@ class RestDocsClient:
         self._raise_if_rejected(response, "post_rating", rating.rating_id)
         answer = self._parse(RatingAnswer, response, "post_rating", rating.rating_id)
         if answer.ma_danh_gia != rating.rating_id:
-            raise MalformedResponse(f"answered for rating {answer.ma_danh_gia!r}", system=self.name, operation="post_rating", ref=rating.rating_id)
-        log.info("rating sent system=%s document_id=%s rating_id=%s repeat=%s", self.name, document_id, rating.rating_id, answer.existed)
+            raise self._malformed(f"answered for rating {answer.ma_danh_gia!r}", "post_rating", rating.rating_id)
+        log.info("rating sent system=%s document_id=%s rating_id=%s repeat=%s",
+                 self.name, document_id, rating.rating_id, answer.existed)
 
     # plumbing
+
+    def _malformed(self, message: str, operation: str, ref: str | None = None) -> MalformedResponse:
+        return MalformedResponse(message, system=self.name, operation=operation, ref=ref)
 
     def _parse(self, model: type[M], response: requests.Response, operation: str, ref: str | None = None) -> M:
         data = self._http.json(response, operation=operation, ref=ref)
         try:
             return model.model_validate(data)
         except ValidationError as exc:
-            raise MalformedResponse(f"unexpected shape: {_summary(exc)}", system=self.name, operation=operation, ref=ref) from exc
+            raise self._malformed(f"unexpected shape: {_summary(exc)}", operation, ref) from exc
 
     def _raise_if_rejected(self, response: requests.Response, operation: str, ref: str) -> None:
         """A 422 names the fields the vendor refused; put them in the error so the dead-letter
@@ -439,7 +447,8 @@ class RestDocsClient:
         except (ValueError, ValidationError):
             raise PermanentError(f"HTTP 422: {response.text[:300]}", system=self.name, operation=operation, ref=ref) from None
         fields = "; ".join(f"{f.field}: {f.message}" if f.message else f.field for f in problem.fields)
-        raise PermanentError(f"rejected as invalid: {fields or problem.message or problem.error}", system=self.name, operation=operation, ref=ref)
+        reason = fields or problem.message or problem.error
+        raise PermanentError(f"rejected as invalid: {reason}", system=self.name, operation=operation, ref=ref)
 
     def _page(self, answer: ChangesAnswer) -> Page[RawStatusChange]:
         items: list[RawStatusChange] = []
@@ -449,11 +458,13 @@ class RestDocsClient:
                 items.append(ChangeAnswer.model_validate(raw).to_canonical())
             except ValidationError as exc:
                 source_id = raw.get("id") if isinstance(raw, dict) else None
-                quarantined.append(
-                    Quarantined(source=self.name, source_id=str(source_id) if source_id is not None else None,
-                                reason=f"unexpected change shape: {_summary(exc)}", raw=json.dumps(raw, ensure_ascii=False)[:4000])
-                )
-        return Page[RawStatusChange](items=items, quarantined=quarantined, next_cursor=answer.next_cursor, has_more=answer.has_more)
+                quarantined.append(Quarantined(
+                    source=self.name, source_id=None if source_id is None else str(source_id),
+                    reason=f"unexpected change shape: {_summary(exc)}", raw=json.dumps(raw, ensure_ascii=False)[:4000],
+                ))
+        return Page[RawStatusChange](
+            items=items, quarantined=quarantined, next_cursor=answer.next_cursor, has_more=answer.has_more
+        )
 
 
 def _summary(exc: ValidationError) -> str:

@@ -16,16 +16,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import logging
 import re
 import secrets
 import threading
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, HTTPException, Request, Response
 from lxml import etree
 from pydantic import BaseModel, Field
 
@@ -50,6 +52,8 @@ STAGE_CODES: dict[Stage, str] = {
     Stage.IN_PROGRESS: "05",
     Stage.ANSWERED: "06",
 }
+
+log = logging.getLogger(__name__)
 
 FAULT_KINDS = {"latency", "timeout_after_commit", "server_fault", "html", "entity_bomb"}
 
@@ -543,9 +547,11 @@ def _authorized(state: EdxmlDocsysState, header: str | None) -> bool:
     except (binascii.Error, UnicodeDecodeError):
         return False
     # compare_digest on both so a wrong user name costs the same time as a wrong password
-    return secrets.compare_digest(user.encode(), state.username.encode()) & secrets.compare_digest(
-        password.encode(), state.password.encode()
-    )
+    checks = [
+        secrets.compare_digest(user.encode(), state.username.encode()),
+        secrets.compare_digest(password.encode(), state.password.encode()),
+    ]
+    return all(checks)
 
 
 def _xml(body: bytes, status: int = 200) -> Response:
@@ -594,6 +600,9 @@ def create_edxml_app(state: EdxmlDocsysState) -> FastAPI:
             return await _run(state, operation, handler, payload, validate)
         except SoapFault as fault:
             return _xml(fault_body(fault), 500)
+        except Exception as exc:  # a stand-in bug still answers in SOAP, as a real service would
+            log.exception("edxml sandbox failed on a request")
+            return _xml(fault_body(SoapFault("Server", f"Internal error: {exc.__class__.__name__}", "INTERNAL")), 500)
 
     @app.post("/_sandbox/desk/tick")
     def tick() -> dict[str, int]:
@@ -612,7 +621,7 @@ def create_edxml_app(state: EdxmlDocsysState) -> FastAPI:
         try:
             state.inject_fault(request.kind, operation=request.operation, times=request.times, delay=request.delay)
         except ValueError as exc:
-            return {"error": str(exc)}
+            raise HTTPException(status_code=400, detail=str(exc)) from exc
         return {"injected": request.kind}
 
     @app.delete("/_sandbox/faults")

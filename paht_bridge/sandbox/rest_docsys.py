@@ -42,8 +42,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 
 from paht_bridge.mappings.canonical import vietnam_now
 from paht_bridge.sandbox.desk import Clock, Stage, answer_text, next_stage, refusal_text
@@ -104,8 +105,8 @@ class Place(Wire):
 class ReporterIn(Wire):
     """Người phản ánh (the reporter): personal data, present only when the IOC's rules allow."""
 
-    ho_ten: str | None = Field(default=None, max_length=250)
-    so_dien_thoai: str | None = Field(default=None, max_length=20)
+    ho_ten: SecretStr | None = None  # secret, so no repr or test failure prints it
+    so_dien_thoai: SecretStr | None = None
 
 
 class IncomingDocument(Wire):
@@ -471,7 +472,8 @@ class RestDocsysState:
             id=record.id, external_ref=record.external_ref, agency=record.document.don_vi_nhan.ma,
             status=record.status, create_calls=self._create_calls[record.external_ref],
             created_count=self._created[record.external_ref], attachments=list(record.attachments),
-            ratings=[SandboxRating(rating_id=r.ma_danh_gia, level=r.muc_do, comment=r.nhan_xet) for r in record.ratings.values()],
+            ratings=[SandboxRating(rating_id=r.ma_danh_gia, level=r.muc_do, comment=r.nhan_xet)
+                     for r in record.ratings.values()],
             reporter_fields=sorted(reporter.model_dump(exclude_none=True)) if reporter else [],
         )
 
@@ -485,7 +487,8 @@ def _field_errors(exc: ValidationError | RequestValidationError, prefix: tuple[s
     fields = []
     for error in exc.errors():
         loc = [str(part) for part in error["loc"] if part not in ("body", "query", "header", "path")]
-        fields.append({"field": ".".join((*prefix, *loc)) or "body", "message": FIELD_MESSAGES.get(error["type"], error["msg"])})
+        message = FIELD_MESSAGES.get(error["type"], error["msg"])
+        fields.append({"field": ".".join((*prefix, *loc)) or "body", "message": message})
     return fields
 
 
@@ -527,7 +530,8 @@ async def _store_attachment(index: int, upload: UploadFile) -> AttachmentOut:
     while chunk := await upload.read(CHUNK):
         digest.update(chunk)
         size += len(chunk)
-    return AttachmentOut(ten=name, loai=upload.content_type or "application/octet-stream", kich_thuoc=size, sha256=digest.hexdigest())
+    media_type = upload.content_type or "application/octet-stream"
+    return AttachmentOut(ten=name, loai=media_type, kich_thuoc=size, sha256=digest.hexdigest())
 
 
 def _malformed_answer(kind: str) -> Response:
@@ -568,7 +572,10 @@ def _api_router(state: RestDocsysState) -> APIRouter:
             raise ApiError(409, "idempotency_key_reused", "Idempotency-Key đã dùng cho văn bản khác") from None
         if state.take_fault("stall_after_commit_next"):
             await asyncio.sleep(state.faults.stall_seconds)  # committed; the client times out not knowing
-        body = CreatedOut(id=record.id, so_ky_hieu=record.external_ref, trang_thai=record.status, existed=existed, tep_dinh_kem=record.attachments)
+        body = CreatedOut(
+            id=record.id, so_ky_hieu=record.external_ref, trang_thai=record.status, existed=existed,
+            tep_dinh_kem=record.attachments,
+        )
         return JSONResponse(body.model_dump(mode="json"), status_code=200 if existed else 201)
 
     @api.get("/van-ban-den", response_model=DocumentListOut)
@@ -645,6 +652,13 @@ def create_rest_docsys_app(state: RestDocsysState) -> FastAPI:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return JSONResponse(exc.body, status_code=exc.status, headers=headers)
 
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        # Starlette's own refusals (a broken multipart body, an unknown route) in the vendor's shape.
+        error = "bad_request" if exc.status_code == 400 else "http_error"
+        body = {"error": error, "message": str(exc.detail), "fields": []}
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
     @app.exception_handler(RequestValidationError)
     async def request_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         error = _invalid(_field_errors(exc))
@@ -658,7 +672,8 @@ def create_rest_docsys_app(state: RestDocsysState) -> FastAPI:
         if faults.latency:
             await asyncio.sleep(faults.latency)
         if state.take_fault("fail_next"):  # a gateway error before the system saw the request
-            return JSONResponse({"error": "unavailable", "message": "Dịch vụ tạm thời gián đoạn"}, status_code=faults.fail_status)
+            body = {"error": "unavailable", "message": "Dịch vụ tạm thời gián đoạn", "fields": []}  # service briefly down
+            return JSONResponse(body, status_code=faults.fail_status)
         response = await call_next(request)
         if state.take_fault("malformed_next"):  # the work is done; only the answer is garbled
             return _malformed_answer(faults.malformed)

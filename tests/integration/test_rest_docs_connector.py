@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import socket
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
@@ -55,9 +57,9 @@ def make_record(n: int = 1, **changes: object) -> DocumentRecord:
     values: dict[str, object] = dict(
         external_ref=f"PAHT-dienbien-smart-{n}",
         report_key=f"dienbien-smart:{n}",
-        agency_code="000.00.12.H17",
-        agency_name="UBND huyện Mường Chà",
-        sender_code="000.00.00.H17",
+        agency_code="000.20.11.H18",
+        agency_name="UBND phường Điện Biên Phủ",
+        sender_code="000.01.11.H18",
         sender_name="Trung tâm Giám sát, điều hành đô thị thông minh tỉnh Điện Biên",
         subject=f"Rác thải tập kết sai quy định tại tổ dân phố {n}",
         content="Người dân phản ánh rác thải sinh hoạt bị đổ bên đường, gây mùi hôi, đề nghị xử lý.",
@@ -65,7 +67,7 @@ def make_record(n: int = 1, **changes: object) -> DocumentRecord:
         priority=0,
         issued_at=datetime(2025, 11, 3, 8, 30, tzinfo=VIETNAM_TZ),
         due_date=date(2025, 11, 13),
-        location=Location(lat=22.3839, lon=103.0137, address="Thị trấn Mường Chà, Điện Biên"),
+        location=Location(lat=22.3839, lon=103.0137, address="Tổ dân phố 5, phường Điện Biên Phủ, tỉnh Điện Biên"),
     )
     values.update(changes)
     return DocumentRecord.model_validate(values)
@@ -91,7 +93,7 @@ def test_two_attachments_arrive_intact_and_the_document_reads_back(
 
     assert receipt.created and receipt.external_ref == "PAHT-dienbien-smart-1"
     stored = state.document_by_ref("PAHT-dienbien-smart-1")
-    assert stored is not None and stored.agency == "000.00.12.H17"
+    assert stored is not None and stored.agency == "000.20.11.H18"
     assert [(a.ten, a.loai, a.kich_thuoc, a.sha256) for a in stored.attachments] == [
         (photo.name, "image/jpeg", photo.size, photo.sha256),
         (video.name, "video/mp4", video.size, video.sha256),
@@ -156,7 +158,7 @@ def test_the_change_feed_carries_every_desk_stage_once_with_a_resumable_cursor(c
     assert by_ref == {ref: REFUSED_PATH if ref in refused else ANSWERED_PATH for ref in refs}
     assert len(seen) == len({(c.external_ref, c.raw_code) for c in seen})  # no repeats
     finals = [c for c in seen if c.raw_code in ("DA_XU_LY", "TRA_LAI")]
-    assert all(c.answer and c.answered_by == "UBND huyện Mường Chà" for c in finals)
+    assert all(c.answer and c.answered_by == "UBND phường Điện Biên Phủ" for c in finals)
     assert "không thuộc thẩm quyền" in next(c.answer for c in finals if c.raw_code == "TRA_LAI")
 
 
@@ -255,3 +257,39 @@ def test_an_html_page_from_the_real_server_is_malformed_but_the_document_exists(
     with pytest.raises(MalformedResponse):
         client.create_document(make_record(), [])
     assert client.create_document(make_record(), []).created is False
+
+
+def test_an_idempotency_key_reused_for_another_reference_is_a_conflict(server: LoopbackServer, state: RestDocsysState) -> None:
+    def post(ref: str) -> requests.Response:
+        document = make_record(external_ref=ref)
+        body = {
+            "so_ky_hieu": ref, "trich_yeu": document.subject, "noi_dung": document.content, "han_xu_ly": "2025-11-13",
+            "don_vi_nhan": {"ma": document.agency_code, "ten": document.agency_name},
+            "don_vi_gui": {"ma": document.sender_code, "ten": document.sender_name},
+        }
+        return requests.post(
+            f"{server.url}/api/v2/van-ban-den", files={"van_ban": (None, json.dumps(body), "application/json")},
+            headers={"Authorization": f"Bearer {TOKEN}", "Idempotency-Key": "key-1"}, timeout=5,
+        )
+
+    assert post("PAHT-a-1").status_code == 201
+    conflict = post("PAHT-a-2")
+    assert conflict.status_code == 409 and conflict.json()["error"] == "idempotency_key_reused"
+    assert [d.external_ref for d in state.documents()] == ["PAHT-a-1"]
+
+
+def test_a_broken_multipart_body_is_refused_in_the_vendors_shape(server: LoopbackServer) -> None:
+    answer = requests.post(
+        f"{server.url}/api/v2/van-ban-den", data=b"--x\r\nnot a part", timeout=5,
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "multipart/form-data; boundary=x"},
+    )
+    assert answer.status_code in (400, 422) and "error" in answer.json()
+
+
+def test_concurrent_sends_of_one_reference_create_one_document(client: RestDocsClient, state: RestDocsysState) -> None:
+    # Two workers (a zombie beside its retry) can send the same report at the same moment.
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        receipts = list(pool.map(lambda _: client.create_document(make_record(), []), range(8)))
+    assert len({r.document_id for r in receipts}) == 1
+    assert sum(r.created for r in receipts) == 1
+    assert (state.create_calls("PAHT-dienbien-smart-1"), state.created_count("PAHT-dienbien-smart-1")) == (8, 1)

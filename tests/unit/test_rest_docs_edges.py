@@ -33,8 +33,8 @@ def client() -> RestDocsClient:
 @pytest.fixture
 def record() -> DocumentRecord:
     return DocumentRecord(
-        external_ref=REF, report_key="dienbien-smart:42", agency_code="000.00.12.H17", agency_name="UBND huyện Mường Chà",
-        sender_code="000.00.00.H17", sender_name="IOC Điện Biên", subject="Đèn đường hỏng tại ngã ba",
+        external_ref=REF, report_key="dienbien-smart:42", agency_code="000.20.11.H18", agency_name="UBND phường Điện Biên Phủ",
+        sender_code="000.01.11.H18", sender_name="IOC Điện Biên", subject="Đèn đường hỏng tại ngã ba",
         content="Đèn đường không sáng đã một tuần.", category="HTDT", priority=2,
         issued_at=datetime(2025, 11, 3, 8, 30, tzinfo=VIETNAM_TZ), due_date=date(2025, 11, 13),
         reporter=Reporter(name="Lò Văn A", phone="0912345678"),
@@ -128,7 +128,7 @@ def test_the_idempotency_key_the_record_and_the_file_are_sent(
     document = json.loads(parts["van_ban"][1])
     assert document["so_ky_hieu"] == REF
     assert document["do_khan"] == "THUONG_KHAN"  # canonical priority 2
-    assert document["don_vi_nhan"] == {"ma": "000.00.12.H17", "ten": "UBND huyện Mường Chà"}
+    assert document["don_vi_nhan"] == {"ma": "000.20.11.H18", "ten": "UBND phường Điện Biên Phủ"}
     assert document["nguoi_phan_anh"] == {"ho_ten": "Lò Văn A", "so_dien_thoai": "0912345678"}
     headers, content = parts["tep_dinh_kem"]
     assert 'filename="ảnh.jpg"'.encode() in headers and b"Content-Type: image/jpeg" in headers

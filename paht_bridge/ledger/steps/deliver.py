@@ -18,7 +18,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from paht_bridge.connectors.base import CitizenSource
-from paht_bridge.connectors.errors import AmbiguousError, ConnectorError, PermanentError, TransientError
+from paht_bridge.connectors.errors import AmbiguousError, ConnectorError, MalformedResponse, PermanentError, TransientError
 from paht_bridge.ledger.models import DeliveryRow
 from paht_bridge.ledger.steps.context import StepContext, StepResult, log, report_from_row
 from paht_bridge.ledger.steps.status import refresh_status
@@ -59,7 +59,8 @@ def _deliver_one(session: Session, ctx: StepContext, delivery: DeliveryRow) -> s
             record = build_document(report, _routing_of(delivery), ctx.mapping, delivery.attempt)
             receipt = target.create_document(record, attachments)
         return _delivered(session, ctx, delivery, receipt)
-    except AmbiguousError as error:
+    except (AmbiguousError, MalformedResponse) as error:
+        # An unreadable answer to a create may come after the target committed: look up before retrying.
         return _retry_later(session, ctx, delivery, error, state="unknown")
     except TransientError as error:
         return _retry_later(session, ctx, delivery, error, state="pending")
@@ -103,7 +104,7 @@ def _delivered(session: Session, ctx: StepContext, delivery: DeliveryRow, receip
 
 def _retry_later(session: Session, ctx: StepContext, delivery: DeliveryRow, error: ConnectorError, state: str) -> str:
     max_tries = ctx.mapping.target(delivery.target).max_tries
-    if delivery.tries >= max_tries and state == "pending":
+    if delivery.tries >= max_tries:
         return _dead(session, ctx, delivery, f"gave up after {delivery.tries} tries: {error}")
     delivery.state = state
     delivery.last_error = str(error)

@@ -1,0 +1,27 @@
+# The two commands a new user needs (see README): `make demo` and `make test`.
+# Both install everything into .venv first, from pinned versions (constraints.txt).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install demo test sandbox clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check "pip==26.3"
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	touch $@
+
+demo: install
+	$(BIN)/paht demo
+
+test: install
+	$(BIN)/pytest
+
+sandbox: install
+	$(BIN)/python -m paht_bridge.sandbox
+
+clean:
+	rm -rf .paht .pytest_cache

@@ -1,0 +1,477 @@
+"""Client for a citizen app's open API (QuangTri IOC, Điện Biên Smart...): a ``CitizenSource``.
+
+It pulls reports (phản ánh hiện trường, field reports) and ratings (đánh giá) from the
+app's cursor-paged feeds, streams attachments, and publishes the agencies' public answers
+(kết quả xử lý). The app's JSON is read into the wire models below and mapped to the
+canonical model here; nothing past this module sees the wire shape. A report the app
+sends malformed is quarantined with the reason and the rest of its page goes on, so one
+bad record never blocks a province's feed.
+
+Wire format in brief (see ``paht_bridge.sandbox.citizen_app`` for the stand-in):
+``GET /api/v1/reports?since=&limit=`` and ``GET /api/v1/ratings?since=&limit=`` answer
+``{"data": [...], "paging": {"next_cursor", "has_more"}}``; ``GET /api/v1/attachments/{id}``
+streams a file; ``POST /api/v1/reports/{id}/outcome`` takes an answer. ``X-API-Key`` authenticates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import quote, urlsplit
+
+import requests
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from paht_bridge.connectors.errors import MalformedResponse, TransientError
+from paht_bridge.connectors.http import DEFAULT_TIMEOUT, HttpTransport
+from paht_bridge.mappings.canonical import (
+    VIETNAM_TZ,
+    AdminUnit,
+    Attachment,
+    CanonicalStatus,
+    Location,
+    Outcome,
+    Page,
+    Quarantined,
+    Rating,
+    RatingLevel,
+    Report,
+    Reporter,
+    UnitScheme,
+    nfc,
+)
+
+log = logging.getLogger(__name__)
+
+API_KEY_HEADER = "X-API-Key"
+REPORTS_PATH = "/api/v1/reports"
+RATINGS_PATH = "/api/v1/ratings"
+STREAM_CHUNK = 64 * 1024
+MAX_RAW_CHARS = 64 * 1024  # a quarantined payload is kept for people to read, not as an archive
+
+#: The app's rating levels. "rat_hai_long" (very satisfied) is not sent by every app; accept it.
+RATING_LEVELS: dict[str, RatingLevel] = {
+    "hai_long": RatingLevel.SATISFIED,
+    "rat_hai_long": RatingLevel.SATISFIED,
+    "khong_hai_long": RatingLevel.NOT_SATISFIED,
+}
+
+#: Which of the app's statuses a canonical status is shown as. The app only knows four; the
+#: bridge's internal steps (routed, refused by one agency, recalled...) look like "being
+#: handled" to a citizen.
+OUTCOME_STATUS: dict[CanonicalStatus, str] = {
+    CanonicalStatus.RECEIVED: "moi_tiep_nhan",
+    CanonicalStatus.REJECTED_INVALID: "khong_hop_le",
+    CanonicalStatus.ROUTED: "dang_xu_ly",
+    CanonicalStatus.DELIVERED: "dang_xu_ly",
+    CanonicalStatus.ACCEPTED: "dang_xu_ly",
+    CanonicalStatus.ASSIGNED: "dang_xu_ly",
+    CanonicalStatus.IN_PROGRESS: "dang_xu_ly",
+    CanonicalStatus.REFUSED_BY_AGENCY: "dang_xu_ly",
+    CanonicalStatus.RECALLED: "dang_xu_ly",
+    CanonicalStatus.ANSWERED: "da_xu_ly",
+    CanonicalStatus.PUBLISHED: "da_xu_ly",
+    CanonicalStatus.RATED: "da_xu_ly",
+    CanonicalStatus.CLOSED: "da_xu_ly",
+}
+
+#: Keys whose values are personal data wherever they sit in a payload.
+PERSONAL_KEYS = frozenset({"reporter", "full_name", "name", "phone", "phone_number", "mobile", "email", "citizen_id"})
+#: A Vietnamese phone number written anywhere in free text (0xx or +84, optional separators).
+PHONE_PATTERN = re.compile(r"(?<![\d.])(?:\+?84|0)(?:[\s.-]?\d){8,10}(?!\d)")
+
+
+# -- wire models --------------------------------------------------------------------------
+
+
+def _iso_datetime(value: object) -> object:
+    """The app writes ISO 8601 strings; a bare number would silently parse as Unix time."""
+    if not isinstance(value, str):
+        raise ValueError("expected an ISO 8601 date-time string")
+    return value
+
+
+def _vietnam_if_naive(value: datetime) -> datetime:
+    """An offset-less time comes from a server on Vietnam time; read as UTC it would be 7 hours off."""
+    return value.replace(tzinfo=VIETNAM_TZ) if value.tzinfo is None else value
+
+
+WireDateTime = Annotated[datetime, BeforeValidator(_iso_datetime), AfterValidator(_vietnam_if_naive)]
+
+
+class _Wire(BaseModel):
+    # The app may add fields at any release; only the ones we read are checked.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class WireCategory(_Wire):
+    code: str = Field(min_length=1)
+    name: str | None = None
+
+
+class WireAdminUnit(_Wire):
+    scheme: Literal["legacy", "2025"]
+    province: str | None = None
+    district: str | None = None
+    ward: str | None = None
+
+
+class WireLocation(_Wire):
+    lat: float | None = Field(default=None, ge=-90, le=90, allow_inf_nan=False)
+    lng: float | None = Field(default=None, ge=-180, le=180, allow_inf_nan=False)
+    address: str | None = None
+    admin_unit: WireAdminUnit | None = None
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> WireLocation:
+        if (self.lat is None) != (self.lng is None):
+            raise ValueError("lat and lng must be given together")
+        return self
+
+
+class WireReporter(_Wire):
+    full_name: str | None = None
+    phone: str | None = None
+
+
+class WireAttachment(_Wire):
+    id: str = Field(min_length=1)
+    file_name: str = Field(min_length=1)
+    mime_type: str = Field(min_length=1)
+    size: int | None = Field(default=None, ge=0)
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
+    download_url: str = Field(min_length=1)
+
+
+class WireReport(_Wire):
+    id: str = Field(min_length=1)
+    channel: str = "app"
+    category: WireCategory
+    title: str
+    description: str
+    status: str | None = None
+    created_at: WireDateTime
+    updated_at: WireDateTime | None = None
+    location: WireLocation | None = None
+    reporter: WireReporter | None = None
+    attachments: list[WireAttachment] = []
+
+
+class WireRating(_Wire):
+    id: str = Field(min_length=1)
+    report_id: str = Field(min_length=1)
+    level: str
+    comment: str | None = None
+    rated_at: WireDateTime
+
+
+class WirePaging(_Wire):
+    next_cursor: str | None = None
+    has_more: bool
+
+
+class WirePage(_Wire):
+    data: list[Any]  # items are validated one by one so a bad one is quarantined alone
+    paging: WirePaging
+
+
+class WireOutcome(_Wire):
+    status: str
+    answer: str
+    answer_unit: str
+    answered_at: datetime
+
+
+class WireOutcomeAck(_Wire):
+    report_id: str
+    outcome_id: str
+    created: bool
+
+
+# -- pure mappings ------------------------------------------------------------------------
+
+
+def report_from_wire(wire: WireReport, source: str) -> Report:
+    """The canonical report for one wire report. Units are passed on as the app named them;
+    resolving them to codes is the normalisation step's job."""
+    return Report(
+        source=source,
+        source_id=wire.id,
+        channel=wire.channel,
+        category=wire.category.code,
+        title=wire.title,
+        description=wire.description,
+        created_at=wire.created_at,
+        updated_at=wire.updated_at or wire.created_at,
+        location=_location(wire.location),
+        attachments=tuple(_attachment(a) for a in wire.attachments),
+        reporter=_reporter(wire.reporter),
+        source_status=wire.status,
+    )
+
+
+def _location(wire: WireLocation | None) -> Location:
+    if wire is None:
+        return Location()
+    unit = None
+    if wire.admin_unit is not None:
+        admin = wire.admin_unit
+        unit = AdminUnit(scheme=UnitScheme(admin.scheme), province=admin.province, district=admin.district, ward=admin.ward)
+    return Location(lat=wire.lat, lon=wire.lng, address=wire.address, unit=unit)
+
+
+def _attachment(wire: WireAttachment) -> Attachment:
+    return Attachment(
+        name=wire.file_name,
+        media_type=wire.mime_type.lower(),
+        size=wire.size,
+        sha256=wire.sha256.lower() if wire.sha256 else None,
+        url=wire.download_url,
+    )
+
+
+def _reporter(wire: WireReporter | None) -> Reporter:
+    if wire is None:
+        return Reporter()
+    name = nfc(wire.full_name) if wire.full_name else None
+    phone = wire.phone.strip() if wire.phone else None
+    return Reporter(name=SecretStr(name) if name else None, phone=SecretStr(phone) if phone else None)
+
+
+def rating_from_wire(wire: WireRating, source: str) -> Rating:
+    level = RATING_LEVELS.get(wire.level.strip().lower())
+    if level is None:
+        # Guessing a level would put a wrong satisfaction rate in the statistics.
+        raise ValueError(f"level: unknown rating level {wire.level[:40]!r}")
+    return Rating(
+        rating_id=wire.id,
+        source=source,
+        source_id=wire.report_id,
+        level=level,
+        comment=wire.comment or None,
+        rated_at=wire.rated_at,
+    )
+
+
+def outcome_to_wire(outcome: Outcome) -> WireOutcome:
+    return WireOutcome(
+        status=OUTCOME_STATUS[outcome.status],
+        answer=outcome.answer,
+        answer_unit=outcome.answered_by,
+        answered_at=outcome.answered_at,
+    )
+
+
+def mask_personal(raw: object) -> str:
+    """The raw payload as JSON text with personal data masked, for a quarantine record."""
+    text = json.dumps(_masked(raw), ensure_ascii=False, default=str)
+    text = PHONE_PATTERN.sub("[phone]", text)  # numbers people type into descriptions
+    return text if len(text) <= MAX_RAW_CHARS else text[:MAX_RAW_CHARS] + "…[truncated]"
+
+
+def _masked(value: object, personal: bool = False) -> object:
+    if isinstance(value, dict):
+        return {k: _masked(v, personal or str(k).lower() in PERSONAL_KEYS) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v, personal) for v in value]
+    if personal and value is not None:
+        return _mask_value(value)
+    return value
+
+
+def _mask_value(value: object) -> str:
+    digits = re.sub(r"\D", "", str(value))
+    if isinstance(value, str) and len(digits) >= 8:
+        return "*" * (len(digits) - 2) + digits[-2:]  # the last two digits help staff match a call
+    return "***"
+
+
+def describe_errors(exc: ValidationError, prefix: str = "") -> str:
+    """Which fields failed and why, without the input values (they may be personal data)."""
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False, include_context=False):
+        where = ".".join(str(p) for p in error["loc"]) or "item"
+        parts.append(f"{prefix}{where}: {error['msg']}")
+    return "; ".join(parts)
+
+
+# -- the client ---------------------------------------------------------------------------
+
+W = TypeVar("W", bound=_Wire)
+C = TypeVar("C")
+
+
+class CitizenAppClient:
+    """A ``CitizenSource`` over one citizen app's open API.
+
+    ``name`` is the app's name in the deployment mapping (it becomes ``Report.source``);
+    ``base_url`` and ``api_key`` come from the Airflow Connection (host, password). The
+    constructor does no I/O; one HTTP session is reused for every call.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.name = name
+        headers = {"Accept": "application/json", "User-Agent": "paht-bridge"}
+        if api_key:
+            headers[API_KEY_HEADER] = api_key
+        self._http = HttpTransport(name, base_url, timeout=timeout, headers=headers)
+
+    # feeds
+
+    def reports_since(self, cursor: str | None, page_size: int = 100) -> Iterator[Page[Report]]:
+        """Reports changed after ``cursor``, one page at a time; bad items are quarantined."""
+        for page, next_cursor, has_more in self._feed(REPORTS_PATH, cursor, page_size, "reports_since"):
+            items, quarantined = self._convert(page, WireReport, report_from_wire)
+            log.info(
+                "citizen_app.reports_page source=%s items=%d quarantined=%d next_cursor=%s has_more=%s",
+                self.name, len(items), len(quarantined), next_cursor, has_more,
+            )
+            yield Page[Report](items=items, quarantined=quarantined, next_cursor=next_cursor, has_more=has_more)
+
+    def ratings_since(self, cursor: str | None, page_size: int = 100) -> Iterator[Page[Rating]]:
+        """Citizens' ratings after ``cursor``, one page at a time; bad items are quarantined."""
+        for page, next_cursor, has_more in self._feed(RATINGS_PATH, cursor, page_size, "ratings_since"):
+            items, quarantined = self._convert(page, WireRating, rating_from_wire)
+            log.info(
+                "citizen_app.ratings_page source=%s items=%d quarantined=%d next_cursor=%s has_more=%s",
+                self.name, len(items), len(quarantined), next_cursor, has_more,
+            )
+            yield Page[Rating](items=items, quarantined=quarantined, next_cursor=next_cursor, has_more=has_more)
+
+    def _feed(self, path: str, cursor: str | None, page_size: int, operation: str) -> Iterator[tuple[list[Any], str | None, bool]]:
+        """Walk a cursor feed lazily, so the caller commits each page before the next is asked for."""
+        while True:
+            params: dict[str, str | int] = {"limit": page_size}
+            if cursor is not None:
+                params["since"] = cursor
+            response = self._http.request("GET", path, operation=operation, params=params)
+            page = self._parse(response, WirePage, operation=operation)
+            next_cursor = page.paging.next_cursor or cursor
+            if page.paging.has_more and (next_cursor is None or next_cursor == cursor):
+                # Following it would fetch the same page for ever.
+                raise MalformedResponse(f"has_more with a cursor that did not advance ({cursor!r})", system=self.name, operation=operation)
+            yield page.data, next_cursor, page.paging.has_more
+            if not page.paging.has_more:
+                return
+            cursor = next_cursor
+
+    def _convert(
+        self, raw_items: list[Any], wire_model: type[W], to_canonical: Callable[[W, str], C]
+    ) -> tuple[list[C], list[Quarantined]]:
+        items: list[C] = []
+        quarantined: list[Quarantined] = []
+        for raw in raw_items:
+            try:
+                items.append(to_canonical(wire_model.model_validate(raw), self.name))
+            except ValidationError as exc:
+                prefix = "" if exc.title == wire_model.__name__ else "canonical "
+                quarantined.append(self._quarantine(raw, describe_errors(exc, prefix)))
+            except ValueError as exc:
+                quarantined.append(self._quarantine(raw, str(exc)))
+        return items, quarantined
+
+    def _quarantine(self, raw: object, reason: str) -> Quarantined:
+        source_id = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
+        if not isinstance(raw, dict):
+            reason = f"item: expected a JSON object, got {type(raw).__name__}"
+        log.warning("citizen_app.quarantined source=%s source_id=%s reason=%s", self.name, source_id, reason)
+        return Quarantined(source=self.name, source_id=source_id, reason=reason, raw=mask_personal(raw))
+
+    # attachments
+
+    @contextmanager
+    def open_attachment(self, attachment: Attachment) -> Iterator[Iterator[bytes]]:
+        """Stream an attachment in chunks, checking its size and checksum as it goes."""
+        headers: dict[str, str | None] = {}
+        if not self._same_origin(attachment.url):
+            headers[API_KEY_HEADER] = None  # never hand our key to another host (a CDN, a redirect target)
+        response = self._http.request(
+            "GET", attachment.url, operation="open_attachment", ref=attachment.url, stream=True, headers=headers
+        )
+        try:
+            self._check_headers(response, attachment)
+            yield self._checked_chunks(response, attachment)
+        finally:
+            response.close()
+
+    def _same_origin(self, url: str) -> bool:
+        if not url.startswith(("http://", "https://")):
+            return True
+        ours, theirs = urlsplit(self._http.base_url), urlsplit(url)
+        return (ours.scheme, ours.netloc) == (theirs.scheme, theirs.netloc)
+
+    def _check_headers(self, response: requests.Response, attachment: Attachment) -> None:
+        """Refuse an HTML error page or a file of the wrong size before streaming any of it."""
+        content_type = response.headers.get("Content-Type", "")
+        if "html" in content_type and "html" not in attachment.media_type:
+            raise MalformedResponse(f"expected {attachment.media_type}, got {content_type}", system=self.name, operation="open_attachment", ref=attachment.url)
+        length = response.headers.get("Content-Length")
+        if attachment.size is not None and length is not None and length.isdigit() and int(length) != attachment.size:
+            raise MalformedResponse(f"Content-Length {length} but the report says {attachment.size} bytes", system=self.name, operation="open_attachment", ref=attachment.url)
+
+    def _checked_chunks(self, response: requests.Response, attachment: Attachment) -> Iterator[bytes]:
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            for chunk in response.iter_content(chunk_size=STREAM_CHUNK):
+                size += len(chunk)
+                if attachment.size is not None and size > attachment.size:
+                    raise self._bad_file(attachment, f"more than the {attachment.size} bytes the report declares")
+                digest.update(chunk)
+                yield chunk
+        except requests.RequestException as exc:
+            # A download cut half-way is safe to repeat.
+            raise TransientError(f"download interrupted: {exc.__class__.__name__}", system=self.name, operation="open_attachment", ref=attachment.url) from exc
+        if attachment.size is not None and size != attachment.size:
+            raise self._bad_file(attachment, f"{size} bytes but the report declares {attachment.size}")
+        if attachment.sha256 and digest.hexdigest() != attachment.sha256.lower():
+            raise self._bad_file(attachment, "sha256 does not match the report")
+
+    def _bad_file(self, attachment: Attachment, why: str) -> MalformedResponse:
+        return MalformedResponse(f"attachment {attachment.name}: {why}", system=self.name, operation="open_attachment", ref=attachment.url)
+
+    # outcomes
+
+    def publish_outcome(self, outcome: Outcome) -> None:
+        """Publish an agency's answer. The app ignores an identical repeat, so retrying is safe."""
+        path = f"{REPORTS_PATH}/{quote(outcome.source_id, safe='')}/outcome"
+        body = outcome_to_wire(outcome).model_dump(mode="json")
+        response = self._http.request(
+            "POST", path, operation="publish_outcome", ref=outcome.source_id, json=body, ok=(200, 201)
+        )
+        ack = self._parse(response, WireOutcomeAck, operation="publish_outcome", ref=outcome.source_id)
+        log.info(
+            "citizen_app.outcome_published source=%s source_id=%s outcome_id=%s created=%s",
+            self.name, outcome.source_id, ack.outcome_id, ack.created,
+        )
+
+    # plumbing
+
+    def _parse(self, response: requests.Response, model: type[W], *, operation: str, ref: str | None = None) -> W:
+        body = self._http.json(response, operation=operation, ref=ref)
+        try:
+            return model.model_validate(body)
+        except ValidationError as exc:
+            raise MalformedResponse(f"unexpected shape: {describe_errors(exc)}", system=self.name, operation=operation, ref=ref) from exc
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> CitizenAppClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
