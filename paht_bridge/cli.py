@@ -8,13 +8,12 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
 
 def _demo(args: argparse.Namespace) -> int:
     from paht_bridge.demo import run_demo
 
-    run_demo(Path(args.home).resolve(), max_rounds=args.max_rounds)
+    run_demo(Path(args.home).resolve(), max_rounds=args.max_rounds, sandbox_urls=args.sandbox_urls)
     return 0
 
 
@@ -30,13 +29,10 @@ def _trace(args: argparse.Namespace) -> int:
         console.print(f"no report {args.report_id!r} in the ledger")
         return 1
     console.print(f"[bold]{found.report_key}[/bold] ({found.deployment}) — {found.title} — {found.locality or '?'} — now [bold]{found.status}[/bold]")
-    table = Table()
-    for column in ("time (ICT)", "event", "status", "run", "detail"):
-        table.add_column(column)
     for event in found.events:
-        detail = ", ".join(f"{k}={v}" for k, v in event.detail.items() if v is not None)
-        table.add_row(event.at.strftime("%Y-%m-%d %H:%M:%S"), event.kind, event.status or "", event.run_id or "", detail)
-    console.print(table)
+        detail = " ".join(f"{k}={v}" for k, v in event.detail.items() if v is not None)
+        console.print(f"{event.at:%Y-%m-%d %H:%M:%S}  [bold]{event.kind:<14}[/bold] {event.status or '':<18} {detail}  [dim]run={event.run_id}[/dim]",
+                      highlight=False)
     return 0
 
 
@@ -62,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="run every seeded report's whole lifecycle through Airflow against the sandbox")
     demo.add_argument("--home", default=os.environ.get("PAHT_DEMO_HOME", ".paht/demo"), help="where the demo keeps its state (wiped first)")
     demo.add_argument("--max-rounds", type=int, default=20)
+    demo.add_argument("--sandbox-urls", type=Path, help="use stand-ins already running (the --urls-file of `paht sandbox`)")
     demo.set_defaults(func=_demo)
     trace = sub.add_parser("trace", help="one report's whole trace, from receipt to rating")
     trace.add_argument("report_id", help="the report's id in its citizen app, e.g. QT-2026-000123")

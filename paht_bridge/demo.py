@@ -116,7 +116,13 @@ def drive(runner: DagRunner, urls: SandboxUrls, done: Callable[[], tuple[int, in
     return max_rounds
 
 
-def run_demo(home: Path, console: Console | None = None, max_rounds: int = 20) -> Path:
+@contextmanager
+def existing_sandbox(urls_file: Path) -> Iterator[SandboxUrls]:
+    """Stand-ins someone else started (``python -m paht_bridge.sandbox --urls-file F``)."""
+    yield SandboxUrls.from_json(urls_file.read_text())
+
+
+def run_demo(home: Path, console: Console | None = None, max_rounds: int = 20, sandbox_urls: Path | None = None) -> Path:
     """The whole demo; returns the ledger's home. ``home`` is wiped first."""
     console = console or Console()
     if home.exists():
@@ -126,7 +132,8 @@ def run_demo(home: Path, console: Console | None = None, max_rounds: int = 20) -
     os.environ.update(env)
     log_file = home / "demo.log"
     console.print(f"[bold]PAHT bridge demo[/bold] — state and logs in {home}")
-    with sandbox_process(home, log_file) as urls:
+    stand_ins = existing_sandbox(sandbox_urls) if sandbox_urls else sandbox_process(home, log_file)
+    with stand_ins as urls:
         os.environ.update(urls.connection_env())
         for name, url in urls.urls.items():
             console.print(f"  stand-in {name:18s} {url}")
@@ -162,16 +169,17 @@ def print_summary(console: Console) -> None:
         rows = agency_stats(session)
         sample = session.scalar(select(ReportRow.source_id).order_by(ReportRow.id).limit(1))
     table = Table(title="PAHT bridge: reports per province and agency")
-    for column in ("province", "agency", "received", "delivered", "answered", "published", "rated", "satisfied %", "failed"):
-        table.add_column(column, justify="right" if column not in ("province", "agency") else "left")
+    table.add_column("province / agency", overflow="fold", ratio=1)
+    for column in ("recv", "deliv", "answ", "publ", "rated", "sat.", "fail"):
+        table.add_column(column, justify="right", no_wrap=True)
     totals = [0] * 6
     for row in rows:
         rate = f"{100 * row.satisfaction_rate:.0f}%" if row.satisfaction_rate is not None else "–"
         values = [row.received, row.delivered, row.answered, row.published, row.rated, row.failed]
         totals = [a + b for a, b in zip(totals, values)]
-        table.add_row(row.deployment, f"{row.agency_name} ({row.agency_code})", *map(str, values[:5]), rate, str(values[5]))
+        table.add_row(f"{row.deployment}: {row.agency_name}", *map(str, values[:5]), rate, str(values[5]))
     satisfied = sum(r.satisfied for r in rows)
-    table.add_row("all", "", *map(str, totals[:5]), f"{100 * satisfied / totals[4]:.0f}%" if totals[4] else "–", str(totals[5]),
+    table.add_row("all", *map(str, totals[:5]), f"{100 * satisfied / totals[4]:.0f}%" if totals[4] else "–", str(totals[5]),
                   style="bold")
     console.print(table)
     if sample:
