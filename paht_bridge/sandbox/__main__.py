@@ -11,6 +11,7 @@ import signal
 import threading
 from pathlib import Path
 
+from paht_bridge.sandbox.desk import Clock
 from paht_bridge.sandbox.stack import SandboxStack
 
 
@@ -24,9 +25,11 @@ def main(argv: list[str] | None = None) -> None:
 
     stack = SandboxStack(refuse_one_in=args.refuse_one_in)
     urls = stack.start()
+    clocks = []
     if args.desk_interval > 0:
         stack.soap_state.start_clock(args.desk_interval)
         stack.rest_state.start_clock(args.desk_interval)
+        clocks = [Clock(state.rate_all, args.desk_interval).start() for state in stack.citizen_states.values()]
     for name, url in urls.urls.items():
         print(f"{name:20s} {url}")
     for key, value in urls.connection_env().items():
@@ -39,6 +42,8 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     stop.wait()
+    for clock in clocks:
+        clock.stop()
     stack.stop()
 
 

@@ -49,7 +49,7 @@ def _apply(session: Session, ctx: StepContext, target: str, raw: RawStatusChange
         log.warning("unknown status report=%s ref=%s code=%s", delivery.report.source_id, raw.external_ref, raw.raw_code)
         return "unknown_status"
     if not _is_newer(delivery, change):
-        return "stale"
+        return "already_known"
     delivery.doc_status, delivery.doc_raw_code, delivery.doc_status_at = change.status, change.raw_code, change.changed_at
     if delivery.document_id is None:
         delivery.document_id = change.document_id

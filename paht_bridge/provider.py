@@ -1,0 +1,33 @@
+"""Airflow provider metadata: declares the bridge's connection types so the Airflow UI
+shows the right form fields (entry point ``apache_airflow_provider``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        "package-name": "paht-bridge",
+        "name": "PAHT bridge",
+        "description": "Citizen field reports (phản ánh hiện trường) to agency document systems.",
+        "versions": ["0.1.0"],
+        "connection-types": [
+            {
+                "connection-type": "paht_citizen_app",
+                "hook-class-name": "paht_bridge.connectors.hooks.CitizenAppHook",
+                "ui-field-behaviour": {"hidden-fields": ["login"], "relabeling": {"password": "API key", "host": "Base URL"}},
+            },
+            {
+                "connection-type": "paht_edxml_soap",
+                "hook-class-name": "paht_bridge.connectors.hooks.EdxmlSoapHook",
+                "ui-field-behaviour": {"relabeling": {"host": "Base URL"},
+                                       "placeholders": {"extra": '{"path": "/edxml", "timeout": 30, "wsdl": "/path/to/local.wsdl"}'}},
+            },
+            {
+                "connection-type": "paht_rest_docs",
+                "hook-class-name": "paht_bridge.connectors.hooks.RestDocsHook",
+                "ui-field-behaviour": {"hidden-fields": ["login"], "relabeling": {"password": "Bearer token", "host": "Base URL"}},
+            },
+        ],
+    }
