@@ -27,7 +27,8 @@ def _step_task(step: str, outlets: list[Asset] | None = None):  # noqa: ANN202 -
     def run(deployment_name: str) -> dict:
         from paht_bridge.tasks import run_step
 
-        return run_step(step, deployment_name, get_current_context()["run_id"])
+        context = get_current_context()
+        return run_step(step, deployment_name, context["run_id"], context["dag"].dag_id)
 
     return run
 

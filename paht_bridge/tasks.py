@@ -1,4 +1,8 @@
-"""The entry point DAG tasks call: one lifecycle step for one deployment, as a batch."""
+"""The entry point DAG tasks call: one lifecycle step for one deployment, as a batch.
+
+Each call is recorded in the ledger's ``runs`` table (what IOC staff see as a sync run),
+with its counts, or its error if it failed.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +10,35 @@ import logging
 
 from paht_bridge.connectors.hooks import AirflowConnectors
 from paht_bridge.ledger.db import migrate, sessions
+from paht_bridge.ledger.models import RunRow
 from paht_bridge.ledger.steps import STEPS, StepContext
+from paht_bridge.mappings.canonical import vietnam_now
 from paht_bridge.mappings.config import deployment
 
 log = logging.getLogger(__name__)
 
 
-def run_step(step: str, deployment_name: str, run_id: str) -> dict:
+def run_step(step: str, deployment_name: str, run_id: str, dag_id: str | None = None) -> dict:
     """Run ``step`` for one deployment; returns counts (safe for XCom: no personal data)."""
     mapping = deployment(deployment_name)
     migrate()
-    ctx = StepContext(mapping=mapping, sessions=sessions(), connectors=AirflowConnectors(mapping), run_id=run_id)
-    result = STEPS[step](ctx)
+    make_session = sessions()
+    with make_session.begin() as session:
+        run = RunRow(run_id=run_id, dag_id=dag_id, step=step, deployment=deployment_name, started_at=vietnam_now(),
+                     state="running", counts={}, errors=[])
+        session.add(run)
+    ctx = StepContext(mapping=mapping, sessions=make_session, connectors=AirflowConnectors(mapping), run_id=run_id)
+    try:
+        result = STEPS[step](ctx)
+    except Exception as error:
+        _finish(make_session, run.id, "failed", {}, [f"{error.__class__.__name__}: {error}"])
+        raise
+    _finish(make_session, run.id, "partial" if result.errors else "success", result.counts, result.errors)
     log.info("step done step=%s deployment=%s counts=%s", step, deployment_name, result.counts)
     return result.model_dump()
+
+
+def _finish(make_session, run_id: int, state: str, counts: dict, errors: list) -> None:  # noqa: ANN001
+    with make_session.begin() as session:
+        run = session.get(RunRow, run_id)
+        run.finished_at, run.state, run.counts, run.errors = vietnam_now(), state, counts, errors[:20]

@@ -171,7 +171,25 @@ class QuarantineRow(Base):
     source: Mapped[str] = mapped_column(String(64))
     source_id: Mapped[str | None] = mapped_column(String(128), index=True)
     reason: Mapped[str] = mapped_column(Text)
-    raw: Mapped[str] = mapped_column(Text)  # personal data masked
+    raw: Mapped[str] = mapped_column(Text)  # personal data masked, for display
+    raw_enc: Mapped[str | None] = mapped_column(Text)  # the payload as received, encrypted, for replay after a fix
     at: Mapped[datetime] = mapped_column(UTCDateTime())
     run_id: Mapped[str | None] = mapped_column(String(255))
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class RunRow(Base):
+    """One step of one DAG run for one deployment: what IOC staff see as a sync run."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(255), index=True)
+    dag_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    step: Mapped[str] = mapped_column(String(32))
+    deployment: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    state: Mapped[str] = mapped_column(String(16))  # running, success, partial (some items failed), failed
+    counts: Mapped[dict] = mapped_column(JSON, default=dict)
+    errors: Mapped[list] = mapped_column(JSON, default=list)

@@ -225,7 +225,8 @@ class Quarantined(Model):
     source: str
     source_id: str | None = None
     reason: str
-    raw: str  # the raw payload as received (personal data is masked before storage)
+    raw: str  # the payload with personal data masked: safe to show
+    payload: SecretStr | None = None  # the payload exactly as received, kept encrypted for replay after a fix
 
 
 T = TypeVar("T")

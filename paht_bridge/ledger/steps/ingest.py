@@ -44,6 +44,7 @@ def _quarantine(session: Session, ctx: StepContext, bad: Quarantined) -> None:
     session.add(QuarantineRow(
         deployment=ctx.mapping.deployment, source=bad.source, source_id=bad.source_id,
         reason=bad.reason, raw=bad.raw, at=vietnam_now(), run_id=ctx.run_id,
+        raw_enc=encrypt(bad.payload.get_secret_value()) if bad.payload else None,
     ))
     record_event(session, "quarantined", report_id=None, run_id=ctx.run_id, source=bad.source, source_id=bad.source_id, reason=bad.reason)
 
