@@ -28,7 +28,8 @@ def documents(url: str) -> list[dict]:
     data = requests.get(f"{url}/_sandbox/documents", timeout=30).json()
     docs = data["documents"] if isinstance(data, dict) else data
     return [{"external_ref": d["external_ref"], "agency": d["agency"], "created_count": d["created_count"],
-             "ratings": d["ratings"], "attachments": d["attachments"]} for d in docs]
+             "send_calls": d.get("send_calls", d.get("create_calls")), "ratings": d["ratings"],
+             "attachments": d["attachments"]} for d in docs]
 
 
 def citizen_reports(url: str) -> dict[str, dict]:

@@ -193,3 +193,15 @@ class RunRow(Base):
     state: Mapped[str] = mapped_column(String(16))  # running, success, partial (some items failed), failed
     counts: Mapped[dict] = mapped_column(JSON, default=dict)
     errors: Mapped[list] = mapped_column(JSON, default=list)
+
+
+class CircuitRow(Base):
+    """A target's circuit breaker: after repeated failures no calls go out until ``open_until``."""
+
+    __tablename__ = "circuits"
+
+    target: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)  # consecutive
+    open_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -47,7 +47,15 @@ def set_cursor(session: Session, stream: str, value: str | None) -> None:
 
 
 def claim_deliveries(
-    session: Session, *, deployment: str, owner: str, states: tuple[str, ...], limit: int, lease: timedelta
+    session: Session,
+    *,
+    deployment: str,
+    owner: str,
+    states: tuple[str, ...],
+    limit: int,
+    lease: timedelta,
+    now: datetime,
+    skip_targets: frozenset[str] = frozenset(),
 ) -> list[DeliveryRow]:
     """Take up to ``limit`` deliveries due now under a lease, so two workers never hold the same one.
 
@@ -55,12 +63,12 @@ def claim_deliveries(
     the lease is then taken with a conditional UPDATE that only succeeds where no live lease
     exists, so a zombie worker and its retry cannot both win. Commits the claim.
     """
-    now = vietnam_now()
     due = or_(DeliveryRow.next_try_at.is_(None), DeliveryRow.next_try_at <= now)
     free = or_(DeliveryRow.lease_until.is_(None), DeliveryRow.lease_until < now)
     query = (
         select(DeliveryRow.id)
-        .where(DeliveryRow.deployment == deployment, DeliveryRow.state.in_(states), due, free)
+        .where(DeliveryRow.deployment == deployment, DeliveryRow.state.in_(states), due, free,
+               DeliveryRow.target.not_in(skip_targets))
         .order_by(DeliveryRow.priority.desc(), DeliveryRow.deadline, DeliveryRow.id)
         .limit(limit)
     )

@@ -53,6 +53,12 @@ class Target(Strict):
     #: raw back-end status code → canonical status; a code not listed is reported, never guessed.
     statuses: dict[str, CanonicalStatus]
     max_tries: int = Field(default=8, ge=1)
+    #: Back-off between tries: base × 2^(try−1), capped.
+    retry_base_seconds: float = Field(default=30, gt=0)
+    retry_cap_seconds: float = Field(default=3600, gt=0)
+    #: After this many failures in a row the circuit opens: no calls for the cool-down.
+    circuit_failures: int = Field(default=5, ge=1)
+    circuit_cooldown_seconds: float = Field(default=300, gt=0)
 
 
 class Category(Strict):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import requests
 
+from paht_bridge.sandbox.chaos import Chaos
 from paht_bridge.sandbox.citizen_app import CitizenAppState, create_citizen_app, load_seed_reports
 from paht_bridge.sandbox.edxml_docsys import EdxmlDocsysState, create_edxml_app
 from paht_bridge.sandbox.rest_docsys import RestDocsysState, create_rest_docsys_app
@@ -36,16 +37,16 @@ class SandboxUrls:
 
     urls: dict[str, str]  # stand-in name → base URL
 
-    def connection_env(self) -> dict[str, str]:
+    def connection_env(self, timeout: float = 30) -> dict[str, str]:
         env = {}
         for conn_id, (name, kind) in CONNECTIONS.items():
             conn: dict[str, object] = {"conn_type": "http", "host": self.urls[name]}
             if kind == "citizen":
-                conn.update(password=CITIZEN_KEY, extra={"timeout": 30})
+                conn.update(password=CITIZEN_KEY, extra={"timeout": timeout})
             elif kind == "soap":
-                conn.update(login=SOAP_USER, password=SOAP_PASSWORD, extra={"timeout": 30, "path": "/edxml"})
+                conn.update(login=SOAP_USER, password=SOAP_PASSWORD, extra={"timeout": timeout, "path": "/edxml"})
             else:
-                conn.update(password=REST_TOKEN, extra={"timeout": 30})
+                conn.update(password=REST_TOKEN, extra={"timeout": timeout})
             env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(conn)
         return env
 
@@ -81,11 +82,15 @@ class SandboxStack:
     citizen_states: dict[str, CitizenAppState] = field(default_factory=dict)
     soap_state: EdxmlDocsysState | None = None
     rest_state: RestDocsysState | None = None
+    #: stand-in name → its chaos layer (faults at given rates; calm by default)
+    chaos: dict[str, Chaos] = field(default_factory=dict)
+    seed_reports: bool = True
 
     def start(self, ports: dict[str, int] | None = None) -> SandboxUrls:
         ports = ports or {}
         for source in ("quangtri_ioc", "dienbien_smart"):
-            state = CitizenAppState(name=source, reports=load_seed_reports(source), api_key=CITIZEN_KEY)
+            reports = load_seed_reports(source) if self.seed_reports else []
+            state = CitizenAppState(name=source, reports=reports, api_key=CITIZEN_KEY)
             self.citizen_states[source] = state
             self._serve(source, create_citizen_app(state), ports)
         self.soap_state = EdxmlDocsysState(refuse_one_in=self.refuse_one_in, username=SOAP_USER, password=SOAP_PASSWORD)
@@ -95,7 +100,17 @@ class SandboxStack:
         return self.urls
 
     def _serve(self, name: str, app: object, ports: dict[str, int]) -> None:
-        self.servers[name] = LoopbackServer(app, port=ports.get(name, 0), name=name).start()
+        self.chaos[name] = Chaos(app)
+        self.servers[name] = LoopbackServer(self.chaos[name], port=ports.get(name, 0), name=name).start()
+
+    def take_down(self, name: str) -> None:
+        """A real outage: the stand-in stops listening (connections are refused); its state is kept."""
+        self.servers[name].stop()
+
+    def bring_back(self, name: str) -> None:
+        """The stand-in listens again on the same port, with the state it had."""
+        port = self.servers[name].port
+        self.servers[name] = LoopbackServer(self.chaos[name], port=port, name=name).start()
 
     @property
     def urls(self) -> SandboxUrls:

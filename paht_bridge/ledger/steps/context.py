@@ -9,7 +9,9 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from pydantic import BaseModel
@@ -18,8 +20,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from paht_bridge.connectors.base import CitizenSource, DocumentSystem
 from paht_bridge.ledger.db import decrypt
 from paht_bridge.ledger.models import ReportRow
-from paht_bridge.mappings.canonical import Report, Reporter
+from paht_bridge.mappings.canonical import Report, Reporter, vietnam_now
 from paht_bridge.mappings.config import Deployment
+from paht_bridge.privacy import hide_from_airflow_logs
 
 log = logging.getLogger("paht_bridge.steps")
 
@@ -38,6 +41,10 @@ class StepContext:
     run_id: str = "manual"
     batch_size: int = 100
     worker: str = field(default_factory=lambda: f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    #: How long a claim on a delivery holds; a worker that dies loses it after this.
+    lease: timedelta = field(default_factory=lambda: timedelta(seconds=float(os.environ.get("PAHT_LEASE_SECONDS", 600))))
+    #: The step's notion of now (tests compress an hour-long outage by moving it).
+    clock: Callable[[], datetime] = vietnam_now
 
 
 class StepResult(BaseModel):
@@ -55,4 +62,5 @@ class StepResult(BaseModel):
 def report_from_row(row: ReportRow) -> Report:
     """Rebuild the canonical report from the ledger (reporter decrypted, kept in SecretStr)."""
     reporter = Reporter(name=decrypt(row.reporter_name_enc), phone=decrypt(row.reporter_phone_enc))
+    hide_from_airflow_logs(reporter.name, reporter.phone)
     return Report.model_validate({**row.payload, "reporter": reporter})

@@ -19,34 +19,66 @@ from sqlalchemy.orm import Session
 
 from paht_bridge.connectors.base import CitizenSource
 from paht_bridge.connectors.errors import AmbiguousError, ConnectorError, MalformedResponse, PermanentError, TransientError
+from paht_bridge.ledger import circuit
 from paht_bridge.ledger.models import DeliveryRow
 from paht_bridge.ledger.steps.context import StepContext, StepResult, log, report_from_row
 from paht_bridge.ledger.steps.status import refresh_status
 from paht_bridge.ledger.store import claim_deliveries, record_event, release
-from paht_bridge.mappings.canonical import CanonicalStatus, DocumentReceipt, LocalAttachment, Report, Routing, vietnam_now
+from paht_bridge.mappings.canonical import CanonicalStatus, DocumentReceipt, LocalAttachment, Report, Routing
 from paht_bridge.mappings.transforms import build_document
-
-LEASE = timedelta(minutes=10)
-RETRY_BASE = timedelta(seconds=30)
-RETRY_CAP = timedelta(hours=1)
-
 
 def deliver(ctx: StepContext) -> StepResult:
     result = StepResult(deployment=ctx.mapping.deployment, step="deliver")
     while True:
         with ctx.sessions() as session:
+            now = ctx.clock()
+            blocked = frozenset(t.name for t in ctx.mapping.targets if circuit.is_open(session, t.name, now))
             batch = claim_deliveries(session, deployment=ctx.mapping.deployment, owner=ctx.worker,
-                                     states=("pending", "unknown", "sending"), limit=ctx.batch_size, lease=LEASE)
+                                     states=("pending", "unknown", "sending"), limit=ctx.batch_size, lease=ctx.lease,
+                                     now=now, skip_targets=blocked)
             if not batch:
+                if blocked:
+                    result.add("held_by_open_circuit", len(blocked))
                 break
+            opened: set[str] = set()
             for delivery in batch:
-                result.add(_deliver_one(session, ctx, delivery))
+                if delivery.target in opened:  # the circuit opened mid-batch: leave the rest untouched
+                    release(delivery)
+                    session.commit()
+                    result.add("held_by_open_circuit")
+                    continue
+                probe = circuit.is_half_open(session, delivery.target, ctx.clock())
+                outcome = _deliver_one(session, ctx, delivery, probe)
+                result.add(outcome)
+                if _circuit_update(session, ctx, delivery, outcome):
+                    opened.add(delivery.target)
     return result
 
 
-def _deliver_one(session: Session, ctx: StepContext, delivery: DeliveryRow) -> str:
+def _circuit_update(session: Session, ctx: StepContext, delivery: DeliveryRow, outcome: str) -> bool:
+    """Feed the outcome to the target's circuit breaker; True when it just opened."""
+    now = ctx.clock()
+    if outcome in ("delivered", "already_there"):
+        circuit.record_success(session, delivery.target, now)
+        session.commit()
+        return False
+    if outcome not in ("retry", "unknown"):
+        return False
+    spec = ctx.mapping.target(delivery.target)
+    opened = circuit.record_failure(session, spec, delivery.last_error or outcome, now)
+    if opened:
+        record_event(session, "circuit_opened", report_id=None, run_id=ctx.run_id, target=delivery.target,
+                     until=(now + timedelta(seconds=spec.circuit_cooldown_seconds)).isoformat(), error=delivery.last_error)
+        log.error("circuit opened target=%s cooldown=%ss error=%s", delivery.target, spec.circuit_cooldown_seconds, delivery.last_error)
+    session.commit()
+    return opened
+
+
+def _deliver_one(session: Session, ctx: StepContext, delivery: DeliveryRow, probe: bool = False) -> str:
     report = report_from_row(delivery.report)
     target = ctx.connectors.target(delivery.target)
+    # Until this attempt sends, a delivery that may exist remotely stays 'unknown' whatever fails.
+    doubtful, sent = delivery.state in ("unknown", "sending"), False
     try:
         # A delivery left 'sending' (the worker died mid-call) or 'unknown' may exist already.
         if delivery.state in ("unknown", "sending"):
@@ -56,14 +88,18 @@ def _deliver_one(session: Session, ctx: StepContext, delivery: DeliveryRow) -> s
         source = ctx.connectors.source(report.source)
         with _spooled_attachments(source, report) as attachments:
             _mark_sending(session, ctx, delivery)
+            sent = True
             record = build_document(report, _routing_of(delivery), ctx.mapping, delivery.attempt)
             receipt = target.create_document(record, attachments)
         return _delivered(session, ctx, delivery, receipt)
     except (AmbiguousError, MalformedResponse) as error:
         # An unreadable answer to a create may come after the target committed: look up before retrying.
-        return _retry_later(session, ctx, delivery, error, state="unknown")
+        return _retry_later(session, ctx, delivery, error, state="unknown", probe=probe)
     except TransientError as error:
-        return _retry_later(session, ctx, delivery, error, state="pending")
+        state = "unknown" if doubtful and not sent else "pending"  # a transient error means nothing happened
+        outcome = _retry_later(session, ctx, delivery, error, state=state, probe=probe)
+        # The citizen app failing to hand over an attachment says nothing about the target's health.
+        return outcome if error.system == delivery.target else f"source_{outcome}"
     except (PermanentError, ConnectorError) as error:
         return _dead(session, ctx, delivery, str(error))
 
@@ -82,7 +118,7 @@ def _mark_sending(session: Session, ctx: StepContext, delivery: DeliveryRow) -> 
 
 
 def _delivered(session: Session, ctx: StepContext, delivery: DeliveryRow, receipt: DocumentReceipt, recovered: bool = False) -> str:
-    now = vietnam_now()
+    now = ctx.clock()
     delivery.state = "delivered"
     delivery.document_id = receipt.document_id
     delivery.delivered_at = now
@@ -102,13 +138,19 @@ def _delivered(session: Session, ctx: StepContext, delivery: DeliveryRow, receip
     return "delivered" if receipt.created else "already_there"
 
 
-def _retry_later(session: Session, ctx: StepContext, delivery: DeliveryRow, error: ConnectorError, state: str) -> str:
-    max_tries = ctx.mapping.target(delivery.target).max_tries
-    if delivery.tries >= max_tries:
+def _retry_later(session: Session, ctx: StepContext, delivery: DeliveryRow, error: ConnectorError, state: str,
+                 probe: bool = False) -> str:
+    """Back off and try again later. A failed circuit probe does not count against the report:
+    an outage of the back end must not dead-letter the reports waiting for it."""
+    spec = ctx.mapping.target(delivery.target)
+    if probe and delivery.tries:
+        delivery.tries -= 1
+    elif delivery.tries >= spec.max_tries:
         return _dead(session, ctx, delivery, f"gave up after {delivery.tries} tries: {error}")
     delivery.state = state
     delivery.last_error = str(error)
-    delivery.next_try_at = vietnam_now() + min(RETRY_BASE * (2 ** max(delivery.tries - 1, 0)), RETRY_CAP)
+    backoff = min(spec.retry_base_seconds * 2 ** max(delivery.tries - 1, 0), spec.retry_cap_seconds)
+    delivery.next_try_at = ctx.clock() + timedelta(seconds=backoff)
     release(delivery)
     record_event(session, "delivery_" + ("unknown" if state == "unknown" else "retry"), report_id=delivery.report_id,
                  delivery_id=delivery.id, run_id=ctx.run_id, error=str(error), next_try_at=delivery.next_try_at.isoformat())

@@ -48,6 +48,14 @@ def _apply(session: Session, ctx: StepContext, target: str, raw: RawStatusChange
                      run_id=ctx.run_id, target=target, raw_code=raw.raw_code, reason=str(problem))
         log.warning("unknown status report=%s ref=%s code=%s", delivery.report.source_id, raw.external_ref, raw.raw_code)
         return "unknown_status"
+    if delivery.state != "delivered":
+        # The target's own feed proves the document exists (e.g. created before a timeout).
+        delivery.state, delivery.delivered_at, delivery.last_error = "delivered", vietnam_now(), None
+        delivery.document_id = change.document_id
+        delivery.lease_owner = delivery.lease_until = None
+        record_event(session, "delivered", report_id=delivery.report_id, delivery_id=delivery.id, run_id=ctx.run_id,
+                     status=CanonicalStatus.DELIVERED, target=target, external_ref=delivery.external_ref,
+                     document_id=change.document_id, recovered_by_feed=True)
     if not _is_newer(delivery, change):
         return "already_known"
     delivery.doc_status, delivery.doc_raw_code, delivery.doc_status_at = change.status, change.raw_code, change.changed_at
