@@ -3,8 +3,15 @@ short client timeout, a movable clock, tuned mappings, and the exactly-once chec
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
+from random import Random
 
 from sqlalchemy import func, select
 
@@ -56,9 +63,10 @@ def ingest_all(url: str) -> None:
         ingest(ctx)
 
 
-def deliver_round(url: str, run_id: str, clock: MovableClock | None = None, **target_changes: object) -> dict[str, int]:
+def deliver_round(url: str, run_id: str, clock: MovableClock | None = None, lease_seconds: float = 600,
+                  **target_changes: object) -> dict[str, int]:
     totals: dict[str, int] = {}
-    for ctx in contexts(url, run_id, clock, **target_changes):
+    for ctx in contexts(url, run_id, clock, lease_seconds=lease_seconds, batch_size=5, **target_changes):
         for key, value in deliver(ctx).counts.items():
             totals[key] = totals.get(key, 0) + value
     return totals
@@ -91,3 +99,33 @@ def exactly_once(stack: SandboxStack, url: str) -> dict[str, int]:
         "create_requests_seen_by_targets": sum(d["send_calls"] or 0 for d in docs),
         "sending_events": sending_events,
     }
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def kill_trials(url: str, trials: int, seed: int, lease_seconds: float = 0.3) -> dict[str, int]:
+    """Start a deliver worker, kill -9 it at a random moment, repeat; then let one finish.
+
+    Each worker holds its claims for ``lease_seconds``; the next one takes over what a killed
+    one left (in 'sending' it looks the document up by reference first)."""
+    rng = Random(seed)
+    killed = killed_while_sending = 0
+    for _ in range(trials):
+        worker = subprocess.Popen([sys.executable, "-m", "tests.chaos.worker", url, str(lease_seconds)], cwd=REPO,
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        worker.stdout.readline()  # READY: imports done, about to claim work
+        time.sleep(rng.uniform(0.0, 2.0))  # the first claim comes about a second after READY
+        if worker.poll() is None:
+            os.kill(worker.pid, signal.SIGKILL)
+            killed += 1
+        worker.wait()
+        worker.stdout.close()
+        with sessions(url)() as session:
+            killed_while_sending += session.scalar(select(func.count(DeliveryRow.id)).where(DeliveryRow.state == "sending")) > 0
+        time.sleep(lease_seconds + 0.05)  # the dead worker's leases run out
+    rounds = 0
+    while undelivered(url) and rounds < 10:
+        deliver_round(url, "after-the-kills", lease_seconds=lease_seconds)
+        rounds += 1
+    return {"trials": trials, "killed": killed, "killed_while_sending": killed_while_sending}

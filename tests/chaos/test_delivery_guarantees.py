@@ -226,3 +226,23 @@ def test_shuffled_and_repeated_status_updates_end_at_the_true_latest(ledger_url:
         final = {ref: (status, target) for ref, status, target in session.execute(select(DeliveryRow.external_ref, DeliveryRow.doc_status, DeliveryRow.target))}
     wrong = {ref: (final[ref][0], code) for ref, code in truth.items() if final[ref][0] != tables[final[ref][1]][code]}
     assert not wrong, list(wrong.items())[:5]
+
+
+def test_killing_the_worker_at_random_points_loses_and_duplicates_nothing(stack: SandboxStack, tmp_path) -> None:
+    from paht_bridge.ledger.db import migrate
+    from tests.chaos.harness import kill_trials
+
+    trials = int(os.environ.get("PAHT_KILL_TRIALS", 15))
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    migrate(url)
+    load_backlog(stack, trials * 12)
+    ingest_all(url)
+    for target in ("qoffice_quangtri", "tdoffice_dienbien"):
+        stack.chaos[target].configure(latency=0.03)  # so a kill often lands mid-call
+    outcome = kill_trials(url, trials, seed=91)
+    figures = exactly_once(stack, url)
+    assert outcome["killed"] >= trials * 0.8, outcome  # the kills really happened mid-run
+    assert outcome["killed_while_sending"] >= 1, outcome  # and some between 'sending' and its outcome
+    assert figures["not_delivered_in_ledger"] == 0 and figures["missing"] == 0, figures
+    assert figures["duplicated"] == 0 and figures["extra"] == 0, figures
+    assert figures["documents"] == trials * 12
