@@ -52,5 +52,7 @@ paht_deliver = _lifecycle_dag("paht_deliver", "Create routed reports as document
                               [("deliver", None)])
 paht_poll_publish = _lifecycle_dag("paht_poll_publish", "Poll document systems for status changes; publish answers to citizens",
                                    CronTriggerTimetable("*/10 * * * *", timezone=TZ), [("poll", None), ("publish", None)])
+paht_reconcile = _lifecycle_dag("paht_reconcile", "Compare the ledger with every source and target; report drift",
+                                CronTriggerTimetable("0 2 * * *", timezone=TZ), [("reconcile", None)])
 paht_ratings = _lifecycle_dag("paht_ratings", "Take citizens' ratings and pass them on to the agencies",
                               CronTriggerTimetable("*/15 * * * *", timezone=TZ), [("ratings", None)])

@@ -45,6 +45,21 @@ def _stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay(args: argparse.Namespace) -> int:
+    from paht_bridge.ledger.db import migrate, sessions
+    from paht_bridge.ledger.replay import replay_dead_letters
+
+    migrate()
+    with sessions()() as session:
+        refs = replay_dead_letters(session, source_id=args.report, agency_code=args.agency, reason_contains=args.reason,
+                                   deployment=args.deployment, run_id="cli-replay")
+    console = Console()
+    console.print(f"{len(refs)} dead letter(s) put back in line; the next deliver run looks each up by reference before sending.")
+    for ref in refs:
+        console.print(f"  {ref}")
+    return 0
+
+
 def _sandbox(args: argparse.Namespace) -> int:
     from paht_bridge.sandbox.__main__ import main as sandbox_main
 
@@ -66,6 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     trace.set_defaults(func=_trace)
     stats = sub.add_parser("stats", help="per province and agency: received, delivered, answered, published, rated")
     stats.set_defaults(func=_stats)
+    replay = sub.add_parser("replay", help="send dead letters again (all, or by report, agency or reason)")
+    replay.add_argument("--report", help="one report's id in its citizen app")
+    replay.add_argument("--agency", help="an agency's organisation code")
+    replay.add_argument("--reason", help="dead letters whose reason contains this text")
+    replay.add_argument("--deployment", help="one deployment only, e.g. quang_tri")
+    replay.set_defaults(func=_replay)
     sandbox = sub.add_parser("sandbox", help="start the stand-in systems (python -m paht_bridge.sandbox)")
     sandbox.add_argument("rest", nargs=argparse.REMAINDER)
     sandbox.set_defaults(func=_sandbox)

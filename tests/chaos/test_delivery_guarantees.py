@@ -246,3 +246,59 @@ def test_killing_the_worker_at_random_points_loses_and_duplicates_nothing(stack:
     assert figures["not_delivered_in_ledger"] == 0 and figures["missing"] == 0, figures
     assert figures["duplicated"] == 0 and figures["extra"] == 0, figures
     assert figures["documents"] == trials * 12
+
+
+def test_reconciliation_reports_drift_between_the_ledger_and_the_systems(stack: SandboxStack, ledger_url: str) -> None:
+    from paht_bridge.ledger.steps import reconcile
+
+    load_backlog(stack, 10)
+    ingest_all(ledger_url)
+    deliver_round(ledger_url, "deliver")
+    first = {}
+    for ctx in contexts(ledger_url, "reconcile-1"):
+        first.update(reconcile(ctx).counts)
+    assert not {k for k in first if "." not in k}, first  # in step: only the size figures, no drift
+    assert first["qoffice_quangtri.documents_at_target"] == first["qoffice_quangtri.delivered_in_ledger"] == 5
+    # Drift: a report the ledger never took in, and a delivery the ledger forgot it made.
+    from paht_bridge.sandbox.backlog import synthetic_reports
+
+    source, extra = list(synthetic_reports(12))[11]
+    stack.citizen_states[source].add_report(extra)
+    with sessions(ledger_url)() as session:
+        forgotten = session.scalars(select(DeliveryRow).where(DeliveryRow.target == "tdoffice_dienbien")).first()
+        forgotten.state = "pending"
+        session.commit()
+    second = {}
+    for ctx in contexts(ledger_url, "reconcile-2"):
+        for key, value in reconcile(ctx).counts.items():
+            second[key] = second.get(key, 0) + value
+    assert second["missing_in_ledger"] == 1 and second["not_recorded_as_delivered"] == 1, second
+    with sessions(ledger_url)() as session:
+        kinds = [e.detail["kind_of_drift"] for e in session.scalars(select(EventRow).where(EventRow.kind == "drift"))]
+    assert sorted(kinds) == ["missing_in_ledger", "not_recorded_as_delivered"]
+
+
+def test_a_dead_letter_replayed_from_the_command_line_is_delivered_once(stack: SandboxStack, tmp_path, monkeypatch) -> None:
+    from paht_bridge.cli import main as paht
+    from paht_bridge.ledger.db import migrate
+
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    migrate(url)
+    monkeypatch.setenv("PAHT_LEDGER_URL", url)
+    load_backlog(stack, 4)
+    ingest_all(url)
+    stack.chaos["tdoffice_dienbien"].configure(timeout_after_commit_rate=1.0)
+    clock = MovableClock()
+    for _ in range(3):  # max_tries=1: the first unknown outcome after its one try is a dead letter
+        deliver_round(url, "dying", clock, max_tries=1)
+        clock.advance(3600)
+    with sessions(url)() as session:
+        dead = session.scalars(select(DeliveryRow.external_ref).where(DeliveryRow.state == "dead")).all()
+    assert len(dead) == 2  # the two Điện Biên reports; Quảng Trị's back end was fine
+    stack.chaos["tdoffice_dienbien"].calm()
+    assert paht(["replay", "--deployment", "dien_bien"]) == 0
+    deliver_round(url, "after-replay", clock)
+    figures = exactly_once(stack, url)
+    assert figures["not_delivered_in_ledger"] == 0 and figures["duplicated"] == 0, figures
+    with sessions(url)() as session:
+        assert session.scalar(select(func.count(EventRow.id)).where(EventRow.kind == "replayed")) == 2

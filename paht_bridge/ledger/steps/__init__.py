@@ -6,7 +6,8 @@ from paht_bridge.ledger.steps.ingest import ingest
 from paht_bridge.ledger.steps.poll import poll
 from paht_bridge.ledger.steps.publish import publish
 from paht_bridge.ledger.steps.ratings import ratings
+from paht_bridge.ledger.steps.reconcile import reconcile
 
-STEPS = {"ingest": ingest, "deliver": deliver, "poll": poll, "publish": publish, "ratings": ratings}
+STEPS = {"ingest": ingest, "deliver": deliver, "poll": poll, "publish": publish, "ratings": ratings, "reconcile": reconcile}
 
-__all__ = ["STEPS", "StepContext", "StepResult", "deliver", "ingest", "poll", "publish", "ratings"]
+__all__ = ["STEPS", "StepContext", "StepResult", "deliver", "ingest", "poll", "publish", "ratings", "reconcile"]
