@@ -94,6 +94,8 @@ class DeliveryRow(Base):
     report_id: Mapped[int] = mapped_column(ForeignKey("reports.id"), index=True)
     deployment: Mapped[str] = mapped_column(String(64), index=True)
     attempt: Mapped[int] = mapped_column(Integer, default=1)
+    #: 0 for the lead agency, 1.. for co-handling ones; a re-route stays in its lane.
+    lane: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     external_ref: Mapped[str] = mapped_column(String(200), unique=True)
     target: Mapped[str] = mapped_column(String(64), index=True)
     agency_code: Mapped[str] = mapped_column(String(35), index=True)

@@ -30,6 +30,7 @@ class Strict(BaseModel):
 class Agency(Strict):
     code: str
     name: Text
+    target: str | None = None  # a co-handling agency may work in another document system
 
     @field_validator("code")
     @classmethod
@@ -76,6 +77,8 @@ class RoutingRule(Strict):
     wards: tuple[str, ...] = ()
     agency: Agency
     target: str | None = None  # defaults to routing.default_target
+    #: Co-handling agencies (đơn vị phối hợp): each gets its own document, delivered independently.
+    also: tuple[Agency, ...] = ()
 
 
 class Routing(Strict):
@@ -120,6 +123,9 @@ class Deployment(Strict):
                 problems.append(f"routing.rules[{i}].category {rule.category!r} is not in categories")
             if rule.target and rule.target not in targets:
                 problems.append(f"routing.rules[{i}].target {rule.target!r} is not a target")
+            for j, agency in enumerate(rule.also):
+                if agency.target and agency.target not in targets:
+                    problems.append(f"routing.rules[{i}].also[{j}].target {agency.target!r} is not a target")
         for code in self.categories:
             if not any(r.category == code and not r.wards for r in self.routing.rules):
                 problems.append(f"category {code!r} has no province-wide routing rule")

@@ -38,14 +38,21 @@ class UnknownStatus(MappingProblem):
         super().__init__(f"target {target!r} sent unknown status code {raw_code!r}")
 
 
-def external_ref(report: Report, attempt: int = 1) -> str:
-    """Deterministic reference that makes document creation idempotent; re-routes get ``-R<n>``."""
-    base = f"PAHT-{report.source}-{report.source_id}"
+def external_ref(report: Report, attempt: int = 1, lane: int = 0) -> str:
+    """Deterministic reference that makes document creation idempotent: co-handling agencies
+    get ``-A<lane>``, re-routes ``-R<n>``."""
+    base = f"PAHT-{report.source}-{report.source_id}" + (f"-A{lane}" if lane else "")
     return base if attempt <= 1 else f"{base}-R{attempt - 1}"
 
 
 def route(report: Report, units: ResolvedUnits, mapping: Deployment) -> Routing:
-    """Pick the agency by category × place: the first matching rule wins."""
+    """The lead agency (see ``routes`` for co-handling agencies too)."""
+    return routes(report, units, mapping)[0]
+
+
+def routes(report: Report, units: ResolvedUnits, mapping: Deployment) -> list[Routing]:
+    """Pick the agencies by category × place: the first matching rule wins; the lead agency
+    comes first, then the co-handling ones (each delivered independently)."""
     category = mapping.categories.get(report.category)
     if category is None:
         raise MappingProblem(f"category {report.category!r} is not in the {mapping.deployment} mapping")
@@ -59,7 +66,10 @@ def route(report: Report, units: ResolvedUnits, mapping: Deployment) -> Routing:
     ward = units.current.ward_code
     for rule in mapping.routing.rules:
         if rule.category == report.category and (not rule.wards or ward in rule.wards):
-            return _routing(report, rule.agency, rule.target or mapping.routing.default_target, mapping)
+            lead_target = rule.target or mapping.routing.default_target
+            return [_routing(report, rule.agency, lead_target, mapping)] + [
+                _routing(report, agency, agency.target or lead_target, mapping) for agency in rule.also
+            ]
     raise MappingProblem(f"no routing rule for category {report.category!r} in ward {ward}")  # pragma: no cover - validated
 
 

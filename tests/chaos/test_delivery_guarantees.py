@@ -302,3 +302,41 @@ def test_a_dead_letter_replayed_from_the_command_line_is_delivered_once(stack: S
     assert figures["not_delivered_in_ledger"] == 0 and figures["duplicated"] == 0, figures
     with sessions(url)() as session:
         assert session.scalar(select(func.count(EventRow.id)).where(EventRow.kind == "replayed")) == 2
+
+
+def test_a_report_for_two_agencies_is_not_delivered_until_both_have_it(stack: SandboxStack, ledger_url: str) -> None:
+    """Partial failure is visible: the lead agency's system is up, the co-handler's is down."""
+    from datetime import timedelta
+
+    from paht_bridge.connectors.hooks import AirflowConnectors
+    from paht_bridge.ledger.steps import StepContext, deliver, ingest
+    from paht_bridge.mappings.config import Deployment, deployment
+
+    base = deployment("quang_tri").model_dump(mode="json")
+    rest = deployment("dien_bien").targets[0].model_dump(mode="json")
+    base["targets"].append({**rest, "name": "tdoffice_cohandler"})
+    for rule in base["routing"]["rules"]:
+        rule["also"] = [{"code": "000.30.44.H45", "name": "Ban Quản lý dự án tỉnh Quảng Trị", "target": "tdoffice_cohandler"}]
+    mapping = Deployment.model_validate(base)
+    clock = MovableClock()
+    ctx = StepContext(mapping=mapping, sessions=sessions(ledger_url), connectors=AirflowConnectors(mapping), run_id="two-agencies",
+                      lease=timedelta(seconds=600))
+    ctx.clock = clock
+    load_backlog(stack, 8)  # 4 for Quảng Trị
+    ingest(ctx)
+    stack.take_down("tdoffice_dienbien")
+    counts = deliver(ctx).counts
+    assert counts.get("delivered") == 4 and counts.get("retry") == 4, counts
+    with sessions(ledger_url)() as session:
+        from paht_bridge.ledger.models import ReportRow
+
+        statuses = set(session.scalars(select(ReportRow.status).where(ReportRow.deployment == "quang_tri")))
+        lanes = session.execute(select(DeliveryRow.lane, DeliveryRow.state, DeliveryRow.external_ref)).all()
+    assert statuses == {"routed"}  # never "delivered" while the co-handler lacks its document
+    assert {(lane, state) for lane, state, _ in lanes} == {(0, "delivered"), (1, "pending")}
+    assert all(ref.endswith("-A1") for lane, _, ref in lanes if lane == 1)
+    stack.bring_back("tdoffice_dienbien")
+    clock.advance(3600)
+    assert deliver(ctx).counts == {"delivered": 4}
+    with sessions(ledger_url)() as session:
+        assert set(session.scalars(select(ReportRow.status).where(ReportRow.deployment == "quang_tri"))) == {"delivered"}

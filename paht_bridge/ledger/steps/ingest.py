@@ -17,7 +17,7 @@ from paht_bridge.ledger.steps.status import refresh_status
 from paht_bridge.ledger.store import get_cursor, record_event, set_cursor
 from paht_bridge.mappings.admin_units import ResolvedUnits, resolve_units
 from paht_bridge.mappings.canonical import CanonicalStatus, Quarantined, Report, vietnam_now
-from paht_bridge.mappings.transforms import MappingProblem, external_ref, route
+from paht_bridge.mappings.transforms import MappingProblem, external_ref, routes
 
 
 def ingest(ctx: StepContext) -> StepResult:
@@ -67,23 +67,24 @@ def _take_in(session: Session, ctx: StepContext, report: Report) -> str:
     record_event(session, "received", report_id=row.id, run_id=ctx.run_id, status=CanonicalStatus.RECEIVED,
                  source=report.source, channel=report.channel, category=report.category, at=row.received_at)
     try:
-        routing = route(report, units, ctx.mapping)
+        routings = routes(report, units, ctx.mapping)
     except MappingProblem as problem:
         row.problem = str(problem)
         record_event(session, "needs_review", report_id=row.id, run_id=ctx.run_id, status=CanonicalStatus.RECEIVED, reason=str(problem))
         log.warning("report needs IOC review report=%s reason=%s", report.key, problem)
         return "needs_review"
-    delivery = DeliveryRow(
-        report_id=row.id, deployment=ctx.mapping.deployment, attempt=1, external_ref=external_ref(report),
-        target=routing.target, agency_code=routing.agency_code, agency_name=routing.agency_name,
-        target_category=routing.target_category, priority=routing.priority, deadline=routing.deadline, state="pending",
-    )
-    row.deliveries.append(delivery)
-    session.flush()
+    for lane, routing in enumerate(routings):
+        delivery = DeliveryRow(
+            report_id=row.id, deployment=ctx.mapping.deployment, attempt=1, lane=lane, external_ref=external_ref(report, 1, lane),
+            target=routing.target, agency_code=routing.agency_code, agency_name=routing.agency_name,
+            target_category=routing.target_category, priority=routing.priority, deadline=routing.deadline, state="pending",
+        )
+        row.deliveries.append(delivery)
+        session.flush()
+        record_event(session, "routed", report_id=row.id, delivery_id=delivery.id, run_id=ctx.run_id, status=CanonicalStatus.ROUTED,
+                     agency=routing.agency_code, agency_name=routing.agency_name, target=routing.target, lane=lane,
+                     deadline=routing.deadline.isoformat(), ward=units.current.ward if units.current else None)
     refresh_status(session, row)
-    record_event(session, "routed", report_id=row.id, delivery_id=delivery.id, run_id=ctx.run_id, status=CanonicalStatus.ROUTED,
-                 agency=routing.agency_code, agency_name=routing.agency_name, target=routing.target,
-                 deadline=routing.deadline.isoformat(), ward=units.current.ward if units.current else None)
     return "received"
 
 

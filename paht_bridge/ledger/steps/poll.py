@@ -95,8 +95,8 @@ def _reroute(session: Session, ctx: StepContext, refused: DeliveryRow) -> None:
     routing = reroute(report, ctx.mapping)
     attempt = refused.attempt + 1
     delivery = DeliveryRow(
-        report_id=report_row.id, deployment=ctx.mapping.deployment, attempt=attempt,
-        external_ref=external_ref(report, attempt), target=routing.target, agency_code=routing.agency_code,
+        report_id=report_row.id, deployment=ctx.mapping.deployment, attempt=attempt, lane=refused.lane,
+        external_ref=external_ref(report, attempt, refused.lane), target=routing.target, agency_code=routing.agency_code,
         agency_name=routing.agency_name, target_category=routing.target_category, priority=routing.priority,
         deadline=routing.deadline, state="pending",
     )

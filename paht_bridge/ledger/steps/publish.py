@@ -18,8 +18,9 @@ def publish(ctx: StepContext) -> StepResult:
     with ctx.sessions() as session:
         due = session.scalars(
             select(DeliveryRow).join(ReportRow)
+            # The lead agency answers the citizen; co-handling agencies contribute to its answer.
             .where(DeliveryRow.deployment == ctx.mapping.deployment, DeliveryRow.doc_status == CanonicalStatus.ANSWERED,
-                   DeliveryRow.published_at.is_(None))
+                   DeliveryRow.published_at.is_(None), DeliveryRow.lane == 0)
             .order_by(DeliveryRow.answered_at)
         ).all()
         for delivery in due:

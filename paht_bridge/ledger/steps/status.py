@@ -1,6 +1,8 @@
 """A report's overall status, derived from its deliveries and ratings.
 
-The newest delivery (a re-route supersedes the refused one) speaks for the report.
+Deliveries run in lanes: lane 0 is the lead agency, others co-handle. In each lane the
+newest attempt (a re-route supersedes the refused one) is the one that counts. The lead
+lane speaks for the report, but a report is never shown as delivered while any lane is not.
 """
 
 from __future__ import annotations
@@ -20,8 +22,19 @@ _STATE_STATUS = {
 }
 
 
+def lane_heads(report: ReportRow) -> list[DeliveryRow]:
+    """The newest delivery of each lane, lead lane first."""
+    heads: dict[int, DeliveryRow] = {}
+    for delivery in report.deliveries:
+        if delivery.lane not in heads or delivery.attempt > heads[delivery.lane].attempt:
+            heads[delivery.lane] = delivery
+    return [heads[lane] for lane in sorted(heads)]
+
+
 def active_delivery(report: ReportRow) -> DeliveryRow | None:
-    return max(report.deliveries, key=lambda d: d.attempt, default=None)
+    """The lead agency's current delivery."""
+    heads = lane_heads(report)
+    return heads[0] if heads else None
 
 
 def refresh_status(session: Session, report: ReportRow) -> str:
@@ -29,9 +42,12 @@ def refresh_status(session: Session, report: ReportRow) -> str:
     if session.scalar(select(exists().where(RatingRow.report_id == report.id))):
         report.status = CanonicalStatus.RATED
         return report.status
-    delivery = active_delivery(report)
+    heads = lane_heads(report)
+    delivery = heads[0] if heads else None
     if delivery is None:
         report.status = CanonicalStatus.RECEIVED
+    elif any(head.state != "delivered" for head in heads):
+        report.status = CanonicalStatus.ROUTED  # partial delivery is not delivery
     elif delivery.published_at is not None:
         report.status = CanonicalStatus.PUBLISHED
     elif delivery.state == "delivered" and delivery.doc_status:
