@@ -25,6 +25,7 @@ from paht_bridge.sandbox.stack import SandboxUrls
 REPO = Path(__file__).resolve().parents[1]
 DAGS_FOLDER = REPO / "dags"
 LIFECYCLE = ("paht_ingest", "paht_deliver", "paht_poll_publish", "paht_ratings")
+RECONCILE = "paht_reconcile"
 
 
 def airflow_env(home: Path) -> dict[str, str]:
@@ -81,7 +82,7 @@ class DagRunner:
             bag = DagBag(str(DAGS_FOLDER))
         if bag.import_errors:
             raise RuntimeError(f"DAG import errors: {bag.import_errors}")
-        self.dags = {dag_id: bag.get_dag(dag_id) for dag_id in LIFECYCLE}
+        self.dags = {dag_id: bag.get_dag(dag_id) for dag_id in (*LIFECYCLE, RECONCILE)}
 
     @contextmanager
     def _quiet(self) -> Iterator[None]:
@@ -154,8 +155,21 @@ def run_demo(home: Path, console: Console | None = None, max_rounds: int = 20, s
             return sum(c.get("rated", 0) for c in counts.values()), total
 
         drive(runner, urls, done, console, max_rounds)
+        runner.run(RECONCILE)
+        console.print(f"  reconciliation (ledger vs every app and document system): {drift_summary()}")
     print_summary(console)
     return home
+
+
+def drift_summary() -> str:
+    from sqlalchemy import func, select
+
+    from paht_bridge.ledger.db import sessions
+    from paht_bridge.ledger.models import EventRow
+
+    with sessions()() as session:
+        drift = session.scalar(select(func.count(EventRow.id)).where(EventRow.kind == "drift"))
+    return "no drift" if not drift else f"{drift} drift finding(s): see the events of kind 'drift'"
 
 
 def print_summary(console: Console) -> None:

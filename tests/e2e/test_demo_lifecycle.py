@@ -40,6 +40,7 @@ def test_the_demo_takes_every_seeded_report_round_through_airflow(tmp_path: Path
     assert counts["reports"] == 70
     # What the user sees: the summary and how to trace one report.
     assert "rated 70/70" in result.stdout
+    assert "no drift" in result.stdout  # the daily reconciliation DAG, run once at the end
     assert "all" in result.stdout and "paht trace" in result.stdout
     # The runs were real Airflow DAG runs: their ids are in the trace.
     with sessions(f"sqlite:///{home / 'ledger.sqlite'}")() as session:

@@ -27,6 +27,7 @@ from paht_bridge.ledger.store import claim_deliveries, record_event, release
 from paht_bridge.mappings.canonical import CanonicalStatus, DocumentReceipt, LocalAttachment, Report, Routing
 from paht_bridge.mappings.transforms import build_document
 
+
 def deliver(ctx: StepContext) -> StepResult:
     result = StepResult(deployment=ctx.mapping.deployment, step="deliver")
     while True:
@@ -38,7 +39,7 @@ def deliver(ctx: StepContext) -> StepResult:
                                      now=now, skip_targets=blocked)
             if not batch:
                 if blocked:
-                    result.add("held_by_open_circuit", len(blocked))
+                    result.add("targets_with_open_circuit", len(blocked))
                 break
             opened: set[str] = set()
             for delivery in batch:
