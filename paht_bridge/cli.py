@@ -60,6 +60,21 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _forget(args: argparse.Namespace) -> int:
+    import getpass
+
+    from paht_bridge.ledger.db import migrate, sessions
+    from paht_bridge.ledger.privacy_ops import forget_reporter
+
+    # Read from a prompt by default so the number stays out of shell history.
+    phone = args.phone or getpass.getpass("Reporter's phone number (not echoed): ")
+    migrate()
+    with sessions()() as session:
+        count = forget_reporter(session, phone, run_id="cli-forget")
+    Console().print(f"{count} report(s) anonymised: name and phone removed (Law 91/2025 request); the event is on each trace.")
+    return 0
+
+
 def _sandbox(args: argparse.Namespace) -> int:
     from paht_bridge.sandbox.__main__ import main as sandbox_main
 
@@ -87,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     replay.add_argument("--reason", help="dead letters whose reason contains this text")
     replay.add_argument("--deployment", help="one deployment only, e.g. quang_tri")
     replay.set_defaults(func=_replay)
+    forget = sub.add_parser("forget", help="delete one reporter's name and phone everywhere in the ledger (Law 91/2025)")
+    forget.add_argument("--phone", help="the reporter's phone (asked for without echo when left out)")
+    forget.set_defaults(func=_forget)
     sandbox = sub.add_parser("sandbox", help="start the stand-in systems (python -m paht_bridge.sandbox)")
     sandbox.add_argument("rest", nargs=argparse.REMAINDER)
     sandbox.set_defaults(func=_sandbox)

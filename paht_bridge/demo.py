@@ -78,6 +78,8 @@ class DagRunner:
         from airflow.dag_processing.dagbag import DagBag
 
         self.log_file = log_file
+        # One handle for the whole demo: Airflow's loggers keep the stream they first saw.
+        self._log = open(log_file, "a", buffering=1)  # noqa: SIM115 - closed in close()
         with self._quiet():
             bag = DagBag(str(DAGS_FOLDER))
         if bag.import_errors:
@@ -86,8 +88,11 @@ class DagRunner:
 
     @contextmanager
     def _quiet(self) -> Iterator[None]:
-        with open(self.log_file, "a") as log, redirect_stdout(log), redirect_stderr(log):
+        with redirect_stdout(self._log), redirect_stderr(self._log):
             yield
+
+    def close(self) -> None:
+        self._log.close()
 
     def run(self, dag_id: str) -> str:
         with self._quiet():
@@ -154,8 +159,11 @@ def run_demo(home: Path, console: Console | None = None, max_rounds: int = 20, s
             total = sum(sum(c.values()) for c in counts.values())
             return sum(c.get("rated", 0) for c in counts.values()), total
 
-        drive(runner, urls, done, console, max_rounds)
-        runner.run(RECONCILE)
+        try:
+            drive(runner, urls, done, console, max_rounds)
+            runner.run(RECONCILE)
+        finally:
+            runner.close()
         console.print(f"  reconciliation (ledger vs every app and document system): {drift_summary()}")
     print_summary(console)
     return home

@@ -14,12 +14,14 @@ from paht_bridge.ledger.models import RunRow
 from paht_bridge.ledger.steps import STEPS, StepContext
 from paht_bridge.mappings.canonical import vietnam_now
 from paht_bridge.mappings.config import deployment
+from paht_bridge.privacy import install_log_masking
 
 log = logging.getLogger(__name__)
 
 
 def run_step(step: str, deployment_name: str, run_id: str, dag_id: str | None = None) -> dict:
     """Run ``step`` for one deployment; returns counts (safe for XCom: no personal data)."""
+    install_log_masking()
     mapping = deployment(deployment_name)
     migrate()
     make_session = sessions()

@@ -85,3 +85,20 @@ def sandbox() -> Iterator["SandboxStack"]:  # noqa: F821 - imported lazily
     stack.start()
     yield stack
     stack.stop()
+
+
+@pytest.fixture(scope="session")
+def airflow_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator["AirflowApi"]:  # noqa: F821 - imported lazily
+    """Airflow's whole API app (``create_app()``) in this process, with a logged-in user; built once (~15 s)."""
+    from tests.airflow_api import airflow_api as build
+
+    with build(tmp_path_factory.mktemp("airflow-api")) as api:
+        yield api
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> "DemoRun":  # noqa: F821 - imported lazily
+    """``paht demo`` run once for the session in its own process (~1 min), as a user would run it."""
+    from tests.demo_run import run_demo
+
+    return run_demo(tmp_path_factory.mktemp("demo-run") / "demo")

@@ -43,9 +43,13 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor.close()
 
 
-@lru_cache(maxsize=8)
 def engine(url: str | None = None) -> Engine:
-    url = url or ledger_url()
+    """The engine for ``url`` (default: the configured ledger), one per URL per process."""
+    return _engine(url or ledger_url())
+
+
+@lru_cache(maxsize=8)
+def _engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         eng = create_engine(url, connect_args={"timeout": 30})
         event.listen(eng, "connect", _sqlite_pragmas)

@@ -146,7 +146,9 @@ class _Tally:
         f.overdue += not answered and delivery.deadline < now
         if answered:
             f.answered += 1
-            self.days.append((delivery.answered_at - report.created_at).total_seconds() / 86400)
+            # From the citizen's report; a source clock ahead of ours cannot make it later than our receipt.
+            reported = min(report.created_at, report.received_at)
+            self.days.append((delivery.answered_at - reported).total_seconds() / 86400)
         if level is not None:
             f.rated += 1
             f.satisfied += level == RatingLevel.SATISFIED
@@ -182,7 +184,7 @@ def figures(session: Session, deployment: str | None = None, now: datetime | Non
         total.add(report, delivery, level, now)
     return FigureTables(
         agencies=[AgencyFigures(deployment=dep, agency_code=code, agency_name=name, **tally.done().model_dump())
-                  for (dep, code), (name, tally) in sorted(agencies.items())],
+                  for (dep, code), (name, tally) in sorted(agencies.items(), key=lambda i: (i[0][0], i[0][1] == NO_AGENCY[0], i[0][1]))],
         localities=[LocalityFigures(deployment=dep, locality=loc, **tally.done().model_dump())
                     for (dep, loc), tally in sorted(localities.items())],
         total=total.done(), now=now.astimezone(VIETNAM_TZ),

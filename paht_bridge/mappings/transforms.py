@@ -73,18 +73,18 @@ def routes(report: Report, units: ResolvedUnits, mapping: Deployment) -> list[Ro
     raise MappingProblem(f"no routing rule for category {report.category!r} in ward {ward}")  # pragma: no cover - validated
 
 
-def reroute(report: Report, mapping: Deployment) -> Routing:
-    """Where the IOC sends a report an agency refused."""
-    return _routing(report, mapping.routing.on_refusal, mapping.routing.default_target, mapping)
+def reroute(report: Report, mapping: Deployment, rerouted_at: datetime) -> Routing:
+    """Where the IOC sends a report an agency refused; the new agency's deadline runs from now."""
+    return _routing(report, mapping.routing.on_refusal, mapping.routing.default_target, mapping, start=rerouted_at)
 
 
-def _routing(report: Report, agency: Agency, target: str, mapping: Deployment) -> Routing:
+def _routing(report: Report, agency: Agency, target: str, mapping: Deployment, start: datetime | None = None) -> Routing:
     category = mapping.categories[report.category]
     return Routing(
         agency_code=agency.code,
         agency_name=agency.name,
         target=target,
-        deadline=report.created_at.astimezone(VIETNAM_TZ) + timedelta(days=category.deadline_days),
+        deadline=(start or report.created_at).astimezone(VIETNAM_TZ) + timedelta(days=category.deadline_days),
         priority=category.priority,
         target_category=category.target_category,
     )

@@ -121,7 +121,9 @@ def test_the_external_reference_is_deterministic_and_reroutes_get_their_own() ->
     r = report()
     assert external_ref(r) == external_ref(r.model_copy()) == "PAHT-quangtri_ioc-QT-2026-000042"
     assert external_ref(r, attempt=2) == "PAHT-quangtri_ioc-QT-2026-000042-R1"
-    assert reroute(r, QUANG_TRI).agency_code == QUANG_TRI.routing.on_refusal.code
+    rerouted = reroute(r, QUANG_TRI, rerouted_at=CREATED + timedelta(days=3))
+    assert rerouted.agency_code == QUANG_TRI.routing.on_refusal.code
+    assert rerouted.deadline == CREATED + timedelta(days=3 + 7)  # the new agency's own deadline
 
 
 def test_edxml_and_tdoffice_status_codes_map_to_canonical_statuses() -> None:

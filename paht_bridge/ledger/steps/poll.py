@@ -92,7 +92,7 @@ def _reroute(session: Session, ctx: StepContext, refused: DeliveryRow) -> None:
         report_row.problem = "refused by the agency it was re-routed to"
         return
     report = report_from_row(report_row)
-    routing = reroute(report, ctx.mapping)
+    routing = reroute(report, ctx.mapping, ctx.clock())
     attempt = refused.attempt + 1
     delivery = DeliveryRow(
         report_id=report_row.id, deployment=ctx.mapping.deployment, attempt=attempt, lane=refused.lane,

@@ -1,0 +1,85 @@
+"""Airflow's API app for plugin tests: ``create_app()`` in this process, or ``airflow api-server``.
+
+SimpleAuthManager with a real user and password file, never its "all admins" mode: that
+mode adds a token to every request, so a route missing its login would still look fine.
+The user has the lowest role (viewer): the IOC page asks for a login, not for rights.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+USER, PASSWORD = "ioc-staff", "mat-khau-chi-de-kiem-thu"
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+
+
+def airflow_env(home: Path) -> dict[str, str]:
+    """A private Airflow on SQLite under ``home`` with one known user."""
+    passwords = home / "simple_auth_passwords.json"
+    if not passwords.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        passwords.write_text(json.dumps({USER: PASSWORD}))
+    return {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:viewer",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+        "AIRFLOW__API_AUTH__JWT_SECRET": "paht-test-jwt-secret-not-for-production-" + "x" * 40,
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+    }
+
+
+def migrate_airflow_db(env: dict[str, str]) -> None:
+    """Token checks read Airflow's ``revoked_token`` table, so the metadata DB must exist."""
+    result = subprocess.run([AIRFLOW, "db", "migrate"], env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+
+
+@dataclass
+class AirflowApi:
+    client: object  # fastapi.testclient.TestClient over the whole Airflow API app
+    headers: dict[str, str]  # a logged-in user's Authorization header
+    plugin_app: object  # the IOC page's own FastAPI app, as mounted
+
+
+@contextmanager
+def airflow_api(home: Path) -> Iterator[AirflowApi]:
+    """``create_app()`` over a migrated metadata DB under ``home``, logged in as ``USER``."""
+    env = airflow_env(home)
+    migrate_airflow_db(env)
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    from airflow import settings
+    from airflow.api_fastapi.app import create_app, purge_cached_app
+    from fastapi.testclient import TestClient
+    from starlette.routing import Mount
+
+    settings.configure_vars()
+    settings.reconfigure_orm()
+    purge_cached_app()
+    try:
+        app = create_app()
+        client = TestClient(app)
+        answer = client.post("/auth/token", json={"username": USER, "password": PASSWORD})
+        assert answer.status_code == 201, answer.text
+        plugin = next(r.app for r in app.routes if isinstance(r, Mount) and r.path == "/paht")
+        yield AirflowApi(client=client, headers={"Authorization": f"Bearer {answer.json()['access_token']}"}, plugin_app=plugin)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        purge_cached_app()
+        settings.configure_vars()
+        settings.reconfigure_orm()
