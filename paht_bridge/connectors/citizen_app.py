@@ -7,6 +7,26 @@ canonical model here; nothing past this module sees the wire shape. A report the
 sends malformed is quarantined with the reason and the rest of its page goes on, so one
 bad record never blocks a province's feed.
 
+What is quarantined, and what is tolerated (each reason names the field and the problem):
+
+- quarantined: a missing or wrongly typed field; an id that cannot serve as a reference;
+  coordinates at 0,0 or outside Vietnam's box (lat 8.0–23.5, lng 102.0–110.0; the
+  Paracel and Spratly islands lie outside it) or not finite; a time more than
+  ``max_clock_skew_seconds`` in the future or before 2000; text with control characters,
+  unpaired surrogates, or legacy-encoded Vietnamese (TCVN3/VNI/VISCII, or UTF-8 read as
+  cp1252) unless a ``legacy_text`` converter is configured; text over its length limit;
+  an attachment that is declared empty, over the size limit, of a type not allowed, named
+  like a program, or fetched from a non-HTTP URL. Limits come from ``ConnectorLimits``;
+  the checks beyond the wire shape live in ``citizen_checks``.
+- tolerated: fields the app added (ignored); a time without a zone (read as Vietnam time,
+  UTC+7, as Vietnamese servers write local time); decomposed (NFD) text (made NFC); HTML
+  in text (tags removed, ``<script>``/``<style>`` with their content, the report kept:
+  see ``paht_bridge.mappings.text``).
+
+An attachment's bytes are checked when it is fetched (at delivery): an empty file, one
+over the limit, or one whose first bytes are not its declared type (an HTML page or a
+program labelled ``image/jpeg``) is a ``RejectedContent`` error.
+
 Wire format in brief (see ``paht_bridge.sandbox.citizen_app`` for the stand-in):
 ``GET /api/v1/reports?since=&limit=`` and ``GET /api/v1/ratings?since=&limit=`` answer
 ``{"data": [...], "paging": {"next_cursor", "has_more"}}``; ``GET /api/v1/attachments/{id}``
@@ -28,8 +48,11 @@ from urllib.parse import quote, urlsplit
 import requests
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from paht_bridge.connectors.errors import MalformedResponse, TransientError
+from paht_bridge.connectors.citizen_checks import CATEGORY_CODE_CHARS, check_rating, check_report
+from paht_bridge.connectors.content import SNIFF_BYTES, media_type_of, mismatch
+from paht_bridge.connectors.errors import MalformedResponse, RejectedContent, TransientError
 from paht_bridge.connectors.http import DEFAULT_TIMEOUT, HttpTransport
+from paht_bridge.connectors.limits import DEFAULT_LIMITS, ConnectorLimits
 from paht_bridge.mappings.canonical import (
     VIETNAM_TZ,
     AdminUnit,
@@ -45,7 +68,9 @@ from paht_bridge.mappings.canonical import (
     Reporter,
     UnitScheme,
     nfc,
+    vietnam_now,
 )
+from paht_bridge.mappings.text import legacy_encoding, strip_markup
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +111,10 @@ PERSONAL_KEYS = frozenset({"reporter", "full_name", "name", "phone", "phone_numb
 #: A Vietnamese phone number written anywhere in free text (0xx or +84, optional separators).
 PHONE_PATTERN = re.compile(r"(?<![\d.])(?:\+?84|0)(?:[\s.-]?\d){8,10}(?!\d)")
 
+#: An id becomes part of a document reference (``PAHT-<source>-<id>``), a URL path and a
+#: ledger key (128 characters): letters, digits and a few separators only.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
+
 
 # -- wire models --------------------------------------------------------------------------
 
@@ -110,8 +139,21 @@ class _Wire(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
+def _lower_stripped(value: object) -> object:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _reference_id(value: str) -> str:
+    if not re.match(ID_PATTERN, value):
+        raise ValueError("not usable as a reference (1-128 letters, digits or . _ : / -, starting with a letter or digit)")
+    return value
+
+
+ReportId = Annotated[str, AfterValidator(_reference_id)]
+
+
 class WireCategory(_Wire):
-    code: str = Field(min_length=1)
+    code: str = Field(min_length=1, max_length=CATEGORY_CODE_CHARS)
     name: str | None = None
 
 
@@ -141,7 +183,7 @@ class WireReporter(_Wire):
 
 
 class WireAttachment(_Wire):
-    id: str = Field(min_length=1)
+    id: str = Field(min_length=1, max_length=128)
     file_name: str = Field(min_length=1)
     mime_type: str = Field(min_length=1)
     size: int | None = Field(default=None, ge=0)
@@ -150,8 +192,8 @@ class WireAttachment(_Wire):
 
 
 class WireReport(_Wire):
-    id: str = Field(min_length=1)
-    channel: str = "app"
+    id: ReportId
+    channel: Annotated[str, BeforeValidator(_lower_stripped), Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")] = "app"
     category: WireCategory
     title: str
     description: str
@@ -164,15 +206,16 @@ class WireReport(_Wire):
 
 
 class WireRating(_Wire):
-    id: str = Field(min_length=1)
-    report_id: str = Field(min_length=1)
+    id: ReportId
+    report_id: ReportId
     level: str
     comment: str | None = None
     rated_at: WireDateTime
 
 
 class WirePaging(_Wire):
-    next_cursor: str | None = None
+    # The cursor is stored in the ledger (255 characters) and sent back as a query parameter.
+    next_cursor: str | None = Field(default=None, max_length=255, pattern=r"^[\x21-\x7e]+$")
     has_more: bool
 
 
@@ -199,14 +242,15 @@ class WireOutcomeAck(_Wire):
 
 def report_from_wire(wire: WireReport, source: str) -> Report:
     """The canonical report for one wire report. Units are passed on as the app named them;
-    resolving them to codes is the normalisation step's job."""
+    resolving them to codes is the normalisation step's job. Markup leaves the text here
+    (``check_report`` has already refused what cannot be cleaned)."""
     return Report(
         source=source,
         source_id=wire.id,
         channel=wire.channel,
         category=wire.category.code,
-        title=wire.title,
-        description=wire.description,
+        title=strip_markup(wire.title),
+        description=strip_markup(wire.description),
         created_at=wire.created_at,
         updated_at=wire.updated_at or wire.created_at,
         location=_location(wire.location),
@@ -223,13 +267,14 @@ def _location(wire: WireLocation | None) -> Location:
     if wire.admin_unit is not None:
         admin = wire.admin_unit
         unit = AdminUnit(scheme=UnitScheme(admin.scheme), province=admin.province, district=admin.district, ward=admin.ward)
-    return Location(lat=wire.lat, lon=wire.lng, address=wire.address, unit=unit)
+    address = strip_markup(wire.address) if wire.address else wire.address
+    return Location(lat=wire.lat, lon=wire.lng, address=address, unit=unit)
 
 
 def _attachment(wire: WireAttachment) -> Attachment:
     return Attachment(
         name=wire.file_name,
-        media_type=wire.mime_type.lower(),
+        media_type=media_type_of(wire.mime_type),
         size=wire.size,
         sha256=wire.sha256.lower() if wire.sha256 else None,
         url=wire.download_url,
@@ -254,7 +299,7 @@ def rating_from_wire(wire: WireRating, source: str) -> Rating:
         source=source,
         source_id=wire.report_id,
         level=level,
-        comment=wire.comment or None,
+        comment=strip_markup(wire.comment) if wire.comment else None,
         rated_at=wire.rated_at,
     )
 
@@ -269,10 +314,37 @@ def outcome_to_wire(outcome: Outcome) -> WireOutcome:
 
 
 def mask_personal(raw: object) -> str:
-    """The raw payload as JSON text with personal data masked, for a quarantine record."""
-    text = json.dumps(_masked(raw), ensure_ascii=False, default=str)
+    """The raw payload as JSON text with personal data masked, for a quarantine record.
+
+    Never fails: an item too deep or too odd to print is described instead, and unpaired
+    surrogates are escaped so the text can always be stored.
+    """
+    try:
+        text = json.dumps(_masked(raw), ensure_ascii=False, default=str)
+    except (RecursionError, ValueError, TypeError) as exc:
+        return f"[item not printable: {exc.__class__.__name__}]"
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     text = PHONE_PATTERN.sub("[phone]", text)  # numbers people type into descriptions
     return text if len(text) <= MAX_RAW_CHARS else text[:MAX_RAW_CHARS] + "…[truncated]"
+
+
+def payload_text(raw: object) -> str | None:
+    """The item as received, as JSON text, for the encrypted replay copy (None if unprintable)."""
+    try:
+        text = json.dumps(raw, ensure_ascii=False)
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(raw, ensure_ascii=True)  # unpaired surrogates: escaped, still the same JSON
+    except (RecursionError, ValueError, TypeError):
+        return None
+    return text
+
+
+def clean_reason(reason: str, limit: int = 2000) -> str:
+    """A reason safe to store and show: printable, bounded."""
+    text = "".join(c if c.isprintable() else " " for c in reason)
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _masked(value: object, personal: bool = False) -> object:
@@ -311,8 +383,10 @@ class CitizenAppClient:
     """A ``CitizenSource`` over one citizen app's open API.
 
     ``name`` is the app's name in the deployment mapping (it becomes ``Report.source``);
-    ``base_url`` and ``api_key`` come from the Airflow Connection (host, password). The
-    constructor does no I/O; one HTTP session is reused for every call.
+    ``base_url`` and ``api_key`` come from the Airflow Connection (host, password), and
+    ``limits`` from its extra. ``legacy_text``, when given, converts text detected as
+    legacy-encoded Vietnamese (issue 4) instead of quarantining it; ``clock`` is what "the
+    future" is measured from. The constructor does no I/O; one HTTP session is reused.
     """
 
     def __init__(
@@ -322,19 +396,25 @@ class CitizenAppClient:
         *,
         api_key: str | None = None,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        limits: ConnectorLimits = DEFAULT_LIMITS,
+        legacy_text: Callable[[str], str] | None = None,
+        clock: Callable[[], datetime] = vietnam_now,
     ) -> None:
         self.name = name
+        self.limits = limits
+        self._legacy_text = legacy_text
+        self._clock = clock
         headers = {"Accept": "application/json", "User-Agent": "paht-bridge"}
         if api_key:
             headers[API_KEY_HEADER] = api_key
-        self._http = HttpTransport(name, base_url, timeout=timeout, headers=headers)
+        self._http = HttpTransport(name, base_url, timeout=timeout, headers=headers, limits=limits)
 
     # feeds
 
     def reports_since(self, cursor: str | None, page_size: int = 100) -> Iterator[Page[Report]]:
         """Reports changed after ``cursor``, one page at a time; bad items are quarantined."""
         for page, next_cursor, has_more in self._feed(REPORTS_PATH, cursor, page_size, "reports_since"):
-            items, quarantined = self._convert(page, WireReport, report_from_wire)
+            items, quarantined = self.parse_reports(page)
             log.info(
                 "citizen_app.reports_page source=%s items=%d quarantined=%d next_cursor=%s has_more=%s",
                 self.name, len(items), len(quarantined), next_cursor, has_more,
@@ -344,7 +424,7 @@ class CitizenAppClient:
     def ratings_since(self, cursor: str | None, page_size: int = 100) -> Iterator[Page[Rating]]:
         """Citizens' ratings after ``cursor``, one page at a time; bad items are quarantined."""
         for page, next_cursor, has_more in self._feed(RATINGS_PATH, cursor, page_size, "ratings_since"):
-            items, quarantined = self._convert(page, WireRating, rating_from_wire)
+            items, quarantined = self.parse_ratings(page)
             log.info(
                 "citizen_app.ratings_page source=%s items=%d quarantined=%d next_cursor=%s has_more=%s",
                 self.name, len(items), len(quarantined), next_cursor, has_more,
@@ -368,33 +448,87 @@ class CitizenAppClient:
                 return
             cursor = next_cursor
 
+    def parse_reports(self, raw_items: list[Any]) -> tuple[list[Report], list[Quarantined]]:
+        """The app's report items (decoded JSON) as reports, and the rest quarantined with why.
+
+        Never raises for what an item holds. Also the way to replay a quarantined item after
+        a fix: decrypt its payload, ``json.loads`` it and pass it here.
+        """
+        return self._convert(raw_items, WireReport, self._report)
+
+    def parse_ratings(self, raw_items: list[Any]) -> tuple[list[Rating], list[Quarantined]]:
+        """As ``parse_reports``, for the ratings feed."""
+        return self._convert(raw_items, WireRating, self._rating)
+
+    def _report(self, wire: WireReport, source: str) -> Report:
+        problems = check_report(wire, self.limits, self._clock())
+        if problems:
+            raise ValueError("; ".join(problems))
+        return report_from_wire(wire, source)
+
+    def _rating(self, wire: WireRating, source: str) -> Rating:
+        problems = check_rating(wire, self.limits, self._clock())
+        if problems:
+            raise ValueError("; ".join(problems))
+        return rating_from_wire(wire, source)
+
     def _convert(
         self, raw_items: list[Any], wire_model: type[W], to_canonical: Callable[[W, str], C]
     ) -> tuple[list[C], list[Quarantined]]:
+        """Each item on its own: whatever one item holds, it ends as an item or a quarantined one."""
         items: list[C] = []
         quarantined: list[Quarantined] = []
         for raw in raw_items:
             try:
-                items.append(to_canonical(wire_model.model_validate(raw), self.name))
+                items.append(to_canonical(wire_model.model_validate(self._converted(raw)), self.name))
             except ValidationError as exc:
                 prefix = "" if exc.title == wire_model.__name__ else "canonical "
                 quarantined.append(self._quarantine(raw, describe_errors(exc, prefix)))
             except ValueError as exc:
                 quarantined.append(self._quarantine(raw, str(exc)))
+            except Exception as exc:  # noqa: BLE001 - one unreadable item must not stop its page
+                quarantined.append(self._quarantine(raw, f"item: could not be read ({exc.__class__.__name__})"))
         return items, quarantined
 
+    def _converted(self, raw: object) -> object:
+        """``raw`` with legacy-encoded strings converted, when a converter is configured."""
+        if self._legacy_text is None:
+            return raw
+        if isinstance(raw, dict):
+            return {key: self._converted(value) for key, value in raw.items()}
+        if isinstance(raw, list):
+            return [self._converted(value) for value in raw]
+        if isinstance(raw, str) and legacy_encoding(raw):
+            try:
+                return self._legacy_text(raw)
+            except Exception as exc:  # noqa: BLE001 - a converter's failure is this item's problem
+                raise ValueError(f"legacy text converter failed ({exc.__class__.__name__})") from exc
+        return raw
+
     def _quarantine(self, raw: object, reason: str) -> Quarantined:
-        source_id = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
+        source_id = raw.get("id") if isinstance(raw, dict) else None
+        if not (isinstance(source_id, str) and re.match(ID_PATTERN, source_id)):
+            source_id = None  # the raw text still shows it; the ledger key must stay storable
         if not isinstance(raw, dict):
             reason = f"item: expected a JSON object, got {type(raw).__name__}"
+        reason = clean_reason(reason)
         log.warning("citizen_app.quarantined source=%s source_id=%s reason=%s", self.name, source_id, reason)
-        return Quarantined(source=self.name, source_id=source_id, reason=reason, raw=mask_personal(raw))
+        payload = payload_text(raw)
+        return Quarantined(
+            source=self.name, source_id=source_id, reason=reason, raw=mask_personal(raw),
+            payload=SecretStr(payload) if payload is not None else None,
+        )
 
     # attachments
 
     @contextmanager
     def open_attachment(self, attachment: Attachment) -> Iterator[Iterator[bytes]]:
-        """Stream an attachment in chunks, checking its size and checksum as it goes."""
+        """Stream an attachment in chunks, checking its type, size and checksum as it goes.
+
+        A type not allowed, an empty file, one over the limit, or first bytes that are not
+        the declared type (a page or a program labelled as a photo) raise ``RejectedContent``.
+        """
+        self._check_declared(attachment)
         headers: dict[str, str | None] = {}
         if not self._same_origin(attachment.url):
             headers[API_KEY_HEADER] = None  # never hand our key to another host (a CDN, a redirect target)
@@ -413,6 +547,16 @@ class CitizenAppClient:
         ours, theirs = urlsplit(self._http.base_url), urlsplit(url)
         return (ours.scheme, ours.netloc) == (theirs.scheme, theirs.netloc)
 
+    def _check_declared(self, attachment: Attachment) -> None:
+        """Refuse before any request what the report itself says we must not fetch."""
+        media_type = media_type_of(attachment.media_type)
+        if media_type not in self.limits.allowed_media_types:
+            raise self._rejected(attachment, f"type {media_type[:60]!r} is not allowed")
+        if attachment.size == 0:
+            raise self._rejected(attachment, "the file is empty (0 bytes)")
+        if attachment.size is not None and attachment.size > self.limits.max_attachment_bytes:
+            raise self._rejected(attachment, f"{attachment.size} bytes, over the {self.limits.max_attachment_bytes}-byte limit")
+
     def _check_headers(self, response: requests.Response, attachment: Attachment) -> None:
         """Refuse an HTML error page or a file of the wrong size before streaming any of it."""
         content_type = response.headers.get("Content-Type", "")
@@ -421,24 +565,50 @@ class CitizenAppClient:
         length = response.headers.get("Content-Length")
         if attachment.size is not None and length is not None and length.isdigit() and int(length) != attachment.size:
             raise MalformedResponse(f"Content-Length {length} but the report says {attachment.size} bytes", system=self.name, operation="open_attachment", ref=attachment.url)
+        if length is not None and length.isdigit() and int(length) > self.limits.max_attachment_bytes:
+            raise self._rejected(attachment, f"Content-Length {length}, over the {self.limits.max_attachment_bytes}-byte limit")
 
     def _checked_chunks(self, response: requests.Response, attachment: Attachment) -> Iterator[bytes]:
         digest = hashlib.sha256()
         size = 0
+        head = b""  # held back until the first bytes show what the file really is
+        sniffed = False
+        limit = self.limits.max_attachment_bytes
         try:
             for chunk in response.iter_content(chunk_size=STREAM_CHUNK):
                 size += len(chunk)
                 if attachment.size is not None and size > attachment.size:
                     raise self._bad_file(attachment, f"more than the {attachment.size} bytes the report declares")
+                if size > limit:
+                    raise self._rejected(attachment, f"more than the {limit}-byte limit")
                 digest.update(chunk)
+                if not sniffed:
+                    head += chunk
+                    if len(head) < SNIFF_BYTES:
+                        continue
+                    self._sniff(attachment, head)
+                    sniffed, chunk, head = True, head, b""
                 yield chunk
         except requests.RequestException as exc:
             # A download cut half-way is safe to repeat.
             raise TransientError(f"download interrupted: {exc.__class__.__name__}", system=self.name, operation="open_attachment", ref=attachment.url) from exc
+        if size == 0:
+            raise self._rejected(attachment, "the file is empty (0 bytes)")
         if attachment.size is not None and size != attachment.size:
             raise self._bad_file(attachment, f"{size} bytes but the report declares {attachment.size}")
         if attachment.sha256 and digest.hexdigest() != attachment.sha256.lower():
             raise self._bad_file(attachment, "sha256 does not match the report")
+        if not sniffed:  # a file shorter than the sniffing window
+            self._sniff(attachment, head)
+            yield head
+
+    def _sniff(self, attachment: Attachment, head: bytes) -> None:
+        why = mismatch(attachment.media_type, head)
+        if why:
+            raise self._rejected(attachment, why)
+
+    def _rejected(self, attachment: Attachment, why: str) -> RejectedContent:
+        return RejectedContent(f"attachment {attachment.name}: {why}", system=self.name, operation="open_attachment", ref=attachment.url)
 
     def _bad_file(self, attachment: Attachment, why: str) -> MalformedResponse:
         return MalformedResponse(f"attachment {attachment.name}: {why}", system=self.name, operation="open_attachment", ref=attachment.url)

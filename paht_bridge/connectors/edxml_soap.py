@@ -2,8 +2,9 @@
 
 Speaks ``wsdl/edxml_docsys.wsdl`` with zeep: the WSDL comes from this package (never fetched
 over the network), the address comes from the deployment, every call has an explicit
-timeout, XML answers are parsed with DTDs and entities forbidden, and every failure
-becomes a typed error (DESIGN §5): transient, permanent or ambiguous.
+timeout, XML answers are parsed with DTDs and entities forbidden and their size and depth
+bounded (``ConnectorLimits``), and every failure becomes a typed error (DESIGN §5):
+transient, permanent or ambiguous, whatever shape the answer takes.
 
 The message builders are pure functions of the canonical models, so what an agency
 receives can be checked without a server.
@@ -13,9 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import unicodedata
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -47,7 +48,9 @@ from paht_bridge.connectors.errors import (
     PermanentError,
     TransientError,
 )
-from paht_bridge.connectors.xml import zeep_settings
+from paht_bridge.connectors.http import BodyCutOff, BodyTooLarge, BodyTooSlow, read_bounded
+from paht_bridge.connectors.limits import DEFAULT_LIMITS, ConnectorLimits
+from paht_bridge.connectors.xml import XmlRefused, check_untrusted, xml_text, zeep_settings
 from paht_bridge.mappings.canonical import (
     VIETNAM_TZ,
     DocumentReceipt,
@@ -59,6 +62,7 @@ from paht_bridge.mappings.canonical import (
     RatingLevel,
     RawStatusChange,
 )
+from paht_bridge.mappings.text import strip_markup
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +80,7 @@ RATING_LEVELS = {RatingLevel.SATISFIED: "SATISFIED", RatingLevel.NOT_SATISFIED: 
 CONNECT_TIMEOUT = 5.0
 MAX_ANSWER_BYTES = 8 * 1024 * 1024
 MAX_ATTACHMENT_BYTES = 32 * 1024 * 1024  # inline base64 grows it by a third; the body is held in memory
+MESSAGE_CHARS = 300  # of a fault's text in an error: enough to act on, never a megabyte
 PAGE_LIMIT = 1000  # the service's Limit maximum
 
 #: Operations whose repeat could create something: an unanswered call is "unknown", so the
@@ -90,50 +95,58 @@ MISCONFIGURED = (
     requests.exceptions.InvalidSchema,
     requests.exceptions.InvalidHeader,
 )
-XML_MEDIA_TYPES = frozenset({"text/xml", "application/xml", "application/soap+xml", "multipart/related"})
-DTD_OR_ENTITY = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+XML_MEDIA_TYPES = frozenset({"text/xml", "application/xml", "application/soap+xml"})
 
 
 class _UnreadableAnswer(Exception):
     """Raised inside the transport; mapped to MalformedResponse where the context is known."""
 
 
+class _IncompleteAnswer(requests.exceptions.ReadTimeout):
+    """The request arrived but its answer did not, whole (cut off, stalled, dripping): like a read timeout."""
+
+
 class GuardedTransport(Transport):
     """zeep's Transport, minus body logging and plus checks before zeep parses an answer.
 
     zeep logs whole request bodies at DEBUG, and ours carry reporters' names and phones.
-    An answer larger than ``max_bytes``, or declaring a DTD or entities (no SOAP answer
-    needs one), is refused unparsed; a non-XML answer (a proxy's HTML page) is handed on
-    as a TransportError so its HTTP status decides what it means.
+    An answer larger than ``max_bytes``, nested deeper than ``max_depth``, or declaring a
+    DTD or entities (no SOAP answer needs one), is refused before zeep parses it; a non-XML
+    answer (a proxy's HTML page, an MTOM multipart this service never sends) is handed on
+    as a TransportError so its HTTP status decides what it means. ``answers`` counts the
+    answers received, so a failure can be placed before or after the request went out.
     """
 
-    def __init__(self, *args: Any, max_bytes: int = MAX_ANSWER_BYTES, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, max_bytes: int = MAX_ANSWER_BYTES, max_depth: int = 64, max_seconds: float = 120.0, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.max_bytes = max_bytes
+        self.max_depth = max_depth
+        self.max_seconds = max_seconds
+        self.answers = 0
 
     def post(self, address: str, message: bytes, headers: dict[str, str]) -> requests.Response:
         response = self.session.post(address, data=message, headers=headers, timeout=self.operation_timeout, stream=True)
-        with response:
-            response._content = self._read_bounded(response)  # noqa: SLF001 - requests' own cache of the body
+        self.answers += 1
+        try:
+            read_bounded(response, max_bytes=self.max_bytes, max_seconds=self.max_seconds)
+        except BodyTooLarge as exc:
+            raise _UnreadableAnswer(str(exc)) from exc
+        except (BodyTooSlow, BodyCutOff) as exc:
+            raise _IncompleteAnswer(str(exc)) from exc
         media_type = get_media_type(response.headers.get("Content-Type", "text/xml"))
         if media_type not in XML_MEDIA_TYPES:
             raise TransportError(
-                f"{media_type} answer instead of SOAP XML: {response.text[:120]!r}",
+                f"{media_type} answer instead of SOAP XML: {_printable(response.text[:120])!r}",
                 status_code=response.status_code, content=response.content,
             )
-        if DTD_OR_ENTITY.search(response.content):
-            raise _UnreadableAnswer("answer refused: it declares a DTD or entities")
+        if response.content:
+            try:
+                check_untrusted(response.content, max_bytes=self.max_bytes, max_depth=self.max_depth)
+            except XmlRefused as exc:
+                raise _UnreadableAnswer(f"answer refused: {exc}") from exc
         return response
-
-    def _read_bounded(self, response: requests.Response) -> bytes:
-        chunks: list[bytes] = []
-        size = 0
-        for chunk in response.iter_content(64 * 1024):
-            size += len(chunk)
-            if size > self.max_bytes:
-                raise _UnreadableAnswer(f"answer exceeds {self.max_bytes} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
 
 
 # ---------------------------------------------------------------- pure message building
@@ -179,9 +192,10 @@ def short_name(name: str, limit: int = NAME_LIMIT) -> str:
 
 def full_text_part(record: DocumentRecord, content_id: str) -> AttachmentPart | None:
     """The whole report text as a file when it does not fit in Content, so nothing is lost."""
-    if len(record.content) <= TEXT_LIMIT:
+    content = _outbound(record.content)
+    if len(content) <= TEXT_LIMIT:
         return None
-    return AttachmentPart(content_id, FULL_TEXT_NAME, "text/plain; charset=utf-8", record.content.encode("utf-8"))
+    return AttachmentPart(content_id, FULL_TEXT_NAME, "text/plain; charset=utf-8", content.encode("utf-8"))
 
 
 def document_id(record: DocumentRecord, code_number: str, code_notation: str) -> str:
@@ -221,8 +235,8 @@ def edxml_envelope(record: DocumentRecord, parts: Sequence[AttachmentPart], code
         "Code": {"CodeNumber": number, "CodeNotation": code_notation},
         "PromulgationInfo": {"PromulgationDate": ed_date(record.issued_at)},
         "DocumentType": DOCUMENT_TYPE,
-        "Subject": shorten(record.subject, TEXT_LIMIT),
-        "Content": shorten(record.content, TEXT_LIMIT, FULL_TEXT_NOTE),
+        "Subject": shorten(_outbound(record.subject), TEXT_LIMIT),
+        "Content": shorten(_outbound(record.content), TEXT_LIMIT, FULL_TEXT_NOTE),
         "DueDate": ed_date(record.due_date),
         "OtherInfo": {"Priority": record.priority, "Category": record.category or None},
         "ExternalReference": record.external_ref,
@@ -232,13 +246,29 @@ def edxml_envelope(record: DocumentRecord, parts: Sequence[AttachmentPart], code
         {"ContentId": p.content_id, "ContentType": p.media_type, "AttachmentName": short_name(p.name), "AttachmentData": p.data}
         for p in parts
     ]
-    return {
+    return _xml_safe({
         "edXMLHeader": {
             "MessageHeader": header,
             "TraceHeaderList": {"TraceHeader": [{"OrganId": record.sender_code, "Timestamp": record.issued_at}]},
         },
         "edXMLBody": {"edXMLManifest": {"Reference": references}},
-    }
+    })
+
+
+def _outbound(text: str) -> str:
+    """Plain text an agency's viewer can show safely: no markup, nothing XML cannot carry."""
+    return strip_markup(xml_text(text))
+
+
+def _xml_safe(value: Any) -> Any:
+    """Every string in a zeep message without the characters XML cannot hold (lxml refuses them)."""
+    if isinstance(value, str):
+        return xml_text(value)
+    if isinstance(value, dict):
+        return {key: _xml_safe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_xml_safe(item) for item in value]
+    return value
 
 
 def nfc(value: Any) -> str | None:
@@ -258,7 +288,9 @@ class EdxmlSoapClient:
 
     Built once per task and reused: the WSDL is parsed once, the HTTP session keeps its
     connections. An Airflow hook builds it from a Connection: host/schema/port → ``endpoint``,
-    login/password → HTTP Basic, extra ``timeout`` and ``wsdl`` (a local file).
+    login/password → HTTP Basic, extra ``timeout``, ``wsdl`` (a local file) and ``limits``
+    (answers up to ``max_xml_bytes`` and ``max_xml_depth``; attachments inline up to the
+    smaller of ``max_attachment_bytes`` and 32 MiB, as this service takes them base64).
     """
 
     def __init__(
@@ -271,13 +303,16 @@ class EdxmlSoapClient:
         timeout: float = 30.0,
         wsdl: str | Path | None = None,
         code_notation: str = "PAHT-IOC",
-        max_attachment_bytes: int = MAX_ATTACHMENT_BYTES,
-        max_answer_bytes: int = MAX_ANSWER_BYTES,
+        max_attachment_bytes: int | None = None,
+        max_answer_bytes: int | None = None,
+        limits: ConnectorLimits = DEFAULT_LIMITS,
     ) -> None:
         self.name = name
         self.endpoint = endpoint
         self.code_notation = code_notation
-        self.max_attachment_bytes = max_attachment_bytes
+        self.limits = limits
+        self.max_attachment_bytes = max_attachment_bytes or min(limits.max_attachment_bytes, MAX_ATTACHMENT_BYTES)
+        max_answer_bytes = max_answer_bytes or limits.max_xml_bytes
         session = requests.Session()
         if username is not None:
             session.auth = (username, password or "")
@@ -287,7 +322,8 @@ class EdxmlSoapClient:
         session.mount("https://", adapter)
         # zeep has no operation timeout by default; (connect, read) keeps a dead host from holding a worker.
         self._transport = GuardedTransport(
-            session=session, timeout=timeout, operation_timeout=(min(CONNECT_TIMEOUT, timeout), timeout), max_bytes=max_answer_bytes
+            session=session, timeout=timeout, operation_timeout=(min(CONNECT_TIMEOUT, timeout), timeout),
+            max_bytes=max_answer_bytes, max_depth=limits.max_xml_depth, max_seconds=limits.max_answer_seconds,
         )
         self._client = zeep.Client(str(wsdl or WSDL_PATH), transport=self._transport, settings=zeep_settings())
         self._service = self._client.create_service(BINDING, endpoint)
@@ -298,7 +334,8 @@ class EdxmlSoapClient:
         parts = self._parts(record, attachments)
         envelope = edxml_envelope(record, parts, self.code_notation)
         answer = self._call("SendDocument", record.external_ref, edXMLEnvelope=envelope)
-        receipt = DocumentReceipt(external_ref=record.external_ref, document_id=nfc(answer.DocId), created=not answer.AlreadyExists)
+        with self._reading("SendDocument", record.external_ref):
+            receipt = DocumentReceipt(external_ref=record.external_ref, document_id=nfc(answer.DocId), created=not answer.AlreadyExists)
         log.info(
             "edxml.send system=%s ref=%s doc_id=%s created=%s attachments=%d",
             self.name, record.external_ref, receipt.document_id, receipt.created, len(parts),
@@ -307,21 +344,24 @@ class EdxmlSoapClient:
 
     def find_by_ref(self, external_ref: str) -> DocumentReceipt | None:
         answer = self._call("FindDocumentByReference", external_ref, ExternalReference=external_ref)
-        if not answer.Found:
-            return None
-        # Found, not made by this call: the same meaning as an "already exists" repeat.
-        return DocumentReceipt(external_ref=external_ref, document_id=nfc(answer.DocId), created=False)
+        with self._reading("FindDocumentByReference", external_ref):
+            if not answer.Found:
+                return None
+            # Found, not made by this call: the same meaning as an "already exists" repeat.
+            return DocumentReceipt(external_ref=external_ref, document_id=nfc(answer.DocId), created=False)
 
     def changes_since(self, cursor: str | None, page_size: int = 200) -> Iterator[Page[RawStatusChange]]:
         since = self._cursor(cursor)
         limit = max(1, min(page_size, PAGE_LIMIT))
         while True:
             answer = self._call("GetStatusChanges", None, Since=since, Limit=limit)
-            page = self._page(answer)
+            with self._reading("GetStatusChanges", None):
+                page = self._page(answer)
             yield page
             if not page.has_more:
                 return
-            next_cursor = int(answer.NextCursor)
+            with self._reading("GetStatusChanges", None):
+                next_cursor = int(answer.NextCursor)
             if next_cursor <= (since or 0):
                 raise MalformedResponse(
                     f"change feed did not advance past cursor {since}", system=self.name, operation="GetStatusChanges"
@@ -330,10 +370,8 @@ class EdxmlSoapClient:
 
     def get_status(self, document_id: str) -> RawStatusChange:
         answer = self._call("GetDocument", None, DocId=document_id)
-        try:
+        with self._reading("GetDocument", None):
             return self._change(answer)
-        except PydanticValidationError as exc:
-            raise MalformedResponse(f"unusable document status: {exc}", system=self.name, operation="GetDocument") from exc
 
     def post_rating(self, document_id: str, rating: Rating) -> None:
         self._call(
@@ -342,7 +380,7 @@ class EdxmlSoapClient:
             DocId=document_id,
             RatingId=rating.rating_id,
             Level=RATING_LEVELS[rating.level],
-            Comment=shorten(rating.comment, COMMENT_LIMIT) if rating.comment else None,
+            Comment=shorten(_outbound(rating.comment), COMMENT_LIMIT) if rating.comment else None,
             RatedAt=rating.rated_at,
         )
 
@@ -357,12 +395,21 @@ class EdxmlSoapClient:
         for change in answer.Change or []:
             try:
                 items.append(self._change(change))
-            except PydanticValidationError as exc:
+            except (PydanticValidationError, ValueError, TypeError, AttributeError, OverflowError) as exc:
                 # One unusable change must not stop the feed; it is kept with why.
-                quarantined.append(
-                    Quarantined(source=self.name, source_id=nfc(change.DocId), reason=str(exc)[:500], raw=repr(serialize_object(change))[:4000])
-                )
+                quarantined.append(self._quarantine(change, exc))
         return Page[RawStatusChange](items=items, quarantined=quarantined, next_cursor=str(answer.NextCursor), has_more=bool(answer.HasMore))
+
+    def _quarantine(self, change: Any, exc: Exception) -> Quarantined:
+        doc_id = nfc(getattr(change, "DocId", None))
+        if isinstance(exc, PydanticValidationError):
+            why = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'change'}: {e['msg']}" for e in exc.errors(include_input=False)[:5])
+        else:
+            why = f"{exc.__class__.__name__}: {_printable(str(exc))[:MESSAGE_CHARS]}"
+        return Quarantined(
+            source=self.name, source_id=doc_id if doc_id and len(doc_id) <= 128 and doc_id.isprintable() else None,
+            reason=f"unusable status change: {why}", raw=_printable(repr(serialize_object(change)))[:4000],
+        )
 
     @staticmethod
     def _change(item: Any) -> RawStatusChange:
@@ -420,11 +467,32 @@ class EdxmlSoapClient:
 
     # -- calling and classifying failures
 
+    @contextmanager
+    def _reading(self, operation: str, ref: str | None) -> Iterator[None]:
+        """An answer zeep accepted but that cannot become a canonical model (no DocId, a cursor
+        that is not a number...) is a malformed answer, with the fields named, not a crash."""
+        try:
+            yield
+        except PydanticValidationError as exc:
+            where = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'answer'}: {e['msg']}" for e in exc.errors(include_input=False)[:5])
+            raise MalformedResponse(f"unusable answer: {where}", system=self.name, operation=operation, ref=ref) from exc
+        except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+            raise MalformedResponse(
+                f"unusable answer: {exc.__class__.__name__}: {_printable(str(exc))[:MESSAGE_CHARS]}", system=self.name, operation=operation, ref=ref
+            ) from exc
+
     def _call(self, operation: str, ref: str | None, **kwargs: Any) -> Any:
+        answers = self._transport.answers
         try:
             return getattr(self._service, operation)(**kwargs)
         except (requests.RequestException, ZeepError, _UnreadableAnswer) as exc:
             raise self._classify(exc, operation, ref) from exc
+        except Exception as exc:  # noqa: BLE001 - zeep trips over some answers (an empty Body, an odd Fault)
+            context = {"system": self.name, "operation": operation, "ref": ref}
+            if self._transport.answers > answers:
+                # An answer came and could not be read: for SendDocument the document may exist.
+                raise MalformedResponse(f"unreadable answer ({exc.__class__.__name__}: {_printable(str(exc))[:MESSAGE_CHARS]})", **context) from exc
+            raise PermanentError(f"request could not be built ({exc.__class__.__name__}: {_printable(str(exc))[:MESSAGE_CHARS]})", **context) from exc
 
     def _classify(self, exc: Exception, operation: str, ref: str | None) -> ConnectorError:
         """Which kind of failure this is (DESIGN §5); the order of the checks matters."""
@@ -437,7 +505,8 @@ class EdxmlSoapClient:
         if isinstance(exc, requests.RequestException):
             # Read timeout, reset, or an answer cut off mid-body: the request did arrive.
             cls = AmbiguousError if unsafe else TransientError
-            return cls(f"no complete answer after sending ({exc.__class__.__name__})", **context)
+            why = str(exc) if isinstance(exc, _IncompleteAnswer) else exc.__class__.__name__
+            return cls(f"no complete answer after sending ({why})", **context)
         if isinstance(exc, Fault):
             return _fault_error(exc, unsafe, context)
         if isinstance(exc, TransportError):
@@ -452,6 +521,10 @@ class EdxmlSoapClient:
             return PermanentError(f"request does not fit the WSDL: {exc}", **context)
         # Any other zeep error is an answer zeep could not map onto the WSDL.
         return MalformedResponse(f"unexpected answer: {exc.__class__.__name__}: {str(exc)[:300]}", **context)
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else " " for c in text)
 
 
 def _never_sent(exc: requests.ConnectionError) -> bool:
@@ -472,9 +545,9 @@ def _never_sent(exc: requests.ConnectionError) -> bool:
 
 def _fault_error(fault: Fault, unsafe: bool, context: dict[str, Any]) -> ConnectorError:
     """Client faults are the request's fault (permanent); Server faults the service's (retry)."""
-    code = (fault.code or "").rpartition(":")[2].rpartition("}")[2]
+    code = _printable(str(fault.code or "")).rpartition(":")[2].rpartition("}")[2][:40]
     detail = _fault_detail(fault)
-    reason = f"{fault.message}" + (f" [{detail}]" if detail else "")
+    reason = _printable(str(fault.message))[:MESSAGE_CHARS] + (f" [{detail}]" if detail else "")
     if code.startswith(("Client", "Sender")):
         return PermanentError(f"rejected (SOAP fault {code}): {reason}", **context)
     cls = AmbiguousError if unsafe else TransientError
@@ -488,7 +561,7 @@ def _fault_detail(fault: Fault) -> str:
     values = {}
     for el in detail.iter():
         if isinstance(el.tag, str) and el.text and el.text.strip():
-            values[el.tag.rpartition("}")[2]] = el.text.strip()
+            values[el.tag.rpartition("}")[2]] = _printable(el.text.strip())[:100]
     return ", ".join(f"{k}={values[k]}" for k in ("ErrorCode", "Element") if k in values)
 
 

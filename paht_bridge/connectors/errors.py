@@ -33,3 +33,9 @@ class AmbiguousError(ConnectorError):
 
 class MalformedResponse(PermanentError):
     """The system answered with something we cannot read (HTML error page, bad XML, wrong shape)."""
+
+
+class RejectedContent(PermanentError):
+    """The system sent content we refuse to pass on: a file whose bytes are not what it was
+    declared as (an HTML page or a program labelled as a photo), an empty file, one over the
+    connector's limits or of a type it does not allow. Fetching it again gets the same bytes."""

@@ -3,8 +3,9 @@
 Each hook wraps one connection and hands out a ready, reused client. Constructors do no
 I/O; the connection is resolved on first use. Fields read from a connection:
 ``host`` (a URL, or a host name with ``schema`` as the URL scheme and ``port``), ``login``
-and ``password`` (the credential), and ``extra`` (JSON): ``timeout`` in seconds, and for
-SOAP ``wsdl`` (a local path) and ``path`` (the service path, default ``/edxml``).
+and ``password`` (the credential), and ``extra`` (JSON): ``timeout`` in seconds, ``limits``
+(a ``ConnectorLimits`` object: body, attachment and XML sizes, media types, text lengths),
+and for SOAP ``wsdl`` (a local path) and ``path`` (the service path, default ``/edxml``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from airflow.sdk import BaseHook
 
 from paht_bridge.connectors.base import CitizenSource, DocumentSystem
+from paht_bridge.connectors.limits import ConnectorLimits
 from paht_bridge.mappings.config import Deployment
 
 
@@ -40,9 +42,12 @@ class _ClientHook(BaseHook):
     def timeout(self, default: float = 30.0) -> float:
         return float(self.connection.extra_dejson.get("timeout", default))
 
+    def limits(self) -> ConnectorLimits:
+        return ConnectorLimits.from_extra(self.connection.extra_dejson, conn_id=self.conn_id)
+
 
 class CitizenAppHook(_ClientHook):
-    """A citizen app's open API. Reads host/port/schema, ``password`` as the API key, extra.timeout."""
+    """A citizen app's open API. Reads host/port/schema, ``password`` as the API key, extra.timeout, extra.limits."""
 
     conn_type = "paht_citizen_app"
     hook_name = "PAHT citizen app"
@@ -52,7 +57,7 @@ class CitizenAppHook(_ClientHook):
         from paht_bridge.connectors.citizen_app import CitizenAppClient
 
         conn = self.connection
-        return CitizenAppClient(name, base_url(conn), api_key=conn.password, timeout=(5.0, self.timeout()))
+        return CitizenAppClient(name, base_url(conn), api_key=conn.password, timeout=(5.0, self.timeout()), limits=self.limits())
 
 
 class EdxmlSoapHook(_ClientHook):
@@ -70,7 +75,7 @@ class EdxmlSoapHook(_ClientHook):
         extra = conn.extra_dejson
         endpoint = base_url(conn) + extra.get("path", "/edxml")
         return EdxmlSoapClient(name, endpoint, username=conn.login, password=conn.password,
-                               timeout=self.timeout(), wsdl=extra.get("wsdl"))
+                               timeout=self.timeout(), wsdl=extra.get("wsdl"), limits=self.limits())
 
 
 class RestDocsHook(_ClientHook):
@@ -84,7 +89,7 @@ class RestDocsHook(_ClientHook):
         from paht_bridge.connectors.rest_docs import RestDocsClient
 
         conn = self.connection
-        return RestDocsClient(name, base_url(conn), token=conn.password, timeout=(5.0, self.timeout()))
+        return RestDocsClient(name, base_url(conn), token=conn.password, timeout=(5.0, self.timeout()), limits=self.limits())
 
 
 SOURCE_HOOKS: dict[str, type[_ClientHook]] = {"citizen_app": CitizenAppHook}

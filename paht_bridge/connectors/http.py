@@ -2,19 +2,36 @@
 
 Every connector sends through ``HttpTransport.request`` so a refused connection, a read
 timeout after sending, a 5xx, a 4xx and an HTML error page served with 200 are told
-apart the same way everywhere (DESIGN §5).
+apart the same way everywhere (DESIGN §5). Answers are read within the connector's
+limits (``ConnectorLimits``): a body over ``max_body_bytes``, one that drips in for longer
+than ``max_answer_seconds``, or one cut off before its declared length is a typed error,
+never a worker's memory or an unhandled exception.
 """
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
 
 import requests
+import urllib3
 
 from paht_bridge.connectors.errors import AmbiguousError, MalformedResponse, PermanentError, TransientError
+from paht_bridge.connectors.limits import DEFAULT_LIMITS, ConnectorLimits
 
 DEFAULT_TIMEOUT: tuple[float, float] = (5.0, 30.0)  # (connect, read) seconds
 TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
+READ_CHUNK = 64 * 1024
+MAX_INT_DIGITS = 1000  # longer integers become +inf, which every field refuses, instead of failing a whole page
+#: A request that cannot be sent at all: the configuration or the URL is wrong, retrying cannot help.
+UNSENDABLE = (
+    requests.exceptions.InvalidURL,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.InvalidHeader,
+    requests.exceptions.InvalidJSONError,
+)
 
 
 class HttpTransport:
@@ -29,10 +46,12 @@ class HttpTransport:
         headers: dict[str, str] | None = None,
         session: requests.Session | None = None,
         pool_size: int = 8,
+        limits: ConnectorLimits = DEFAULT_LIMITS,
     ) -> None:
         self.system = system
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.limits = limits
         self.session = session or requests.Session()
         adapter = requests.adapters.HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
         self.session.mount("http://", adapter)
@@ -59,23 +78,34 @@ class HttpTransport:
 
         A connect error or timeout means the request never arrived (transient). A read
         timeout or a dropped connection means it may have taken effect: ambiguous for a
-        write, transient for a read (reads are safe to repeat).
+        write, transient for a read (reads are safe to repeat). Unless ``stream=True`` is
+        asked for, the body is read here, within the limits, so a truncated or oversized
+        answer fails here with its context.
         """
         kwargs.setdefault("timeout", self.timeout)
+        streamed = bool(kwargs.pop("stream", False))
         is_write = method.upper() not in {"GET", "HEAD", "OPTIONS"}
+        context = {"system": self.system, "operation": operation, "ref": ref}
         try:
-            response = self.session.request(method, self.url(path), **kwargs)
+            response = self.session.request(method, self.url(path), stream=True, **kwargs)
         except (requests.ConnectTimeout, requests.exceptions.SSLError) as exc:
-            raise TransientError(f"could not connect: {exc.__class__.__name__}", system=self.system, operation=operation, ref=ref) from exc
+            raise TransientError(f"could not connect: {exc.__class__.__name__}", **context) from exc
         except requests.ConnectionError as exc:
             # A refused connection never reached the server; a reset mid-exchange might have.
             refused = "refused" in str(exc).lower() or "failed to establish" in str(exc).lower()
             cls = AmbiguousError if (is_write and not refused) else TransientError
-            raise cls(f"connection failed: {exc.__class__.__name__}", system=self.system, operation=operation, ref=ref) from exc
+            raise cls(f"connection failed: {exc.__class__.__name__}", **context) from exc
         except requests.Timeout as exc:
             cls = AmbiguousError if is_write else TransientError
-            raise cls(f"no answer within {kwargs['timeout']}s", system=self.system, operation=operation, ref=ref) from exc
+            raise cls(f"no answer within {kwargs['timeout']}s", **context) from exc
+        except UNSENDABLE as exc:
+            raise PermanentError(f"request cannot be sent: {exc.__class__.__name__}: {str(exc)[:200]}", **context) from exc
+        except requests.RequestException as exc:
+            cls = AmbiguousError if is_write else TransientError
+            raise cls(f"request failed: {exc.__class__.__name__}", **context) from exc
         if response.status_code in ok:
+            if not streamed:
+                self._read_body(response, is_write=is_write, **context)
             return response
         detail = _error_detail(response)
         if response.status_code in TRANSIENT_STATUS:
@@ -84,21 +114,100 @@ class HttpTransport:
             raise cls(f"HTTP {response.status_code}: {detail}", system=self.system, operation=operation, ref=ref)
         raise PermanentError(f"HTTP {response.status_code}: {detail}", system=self.system, operation=operation, ref=ref)
 
+    def _read_body(self, response: requests.Response, *, is_write: bool, system: str, operation: str, ref: str | None) -> None:
+        """Read the whole body into ``response`` within the size and time limits."""
+        context = {"system": system, "operation": operation, "ref": ref}
+        cls = AmbiguousError if is_write else TransientError
+        try:
+            read_bounded(response, max_bytes=self.limits.max_body_bytes, max_seconds=self.limits.max_answer_seconds)
+        except BodyTooLarge as exc:
+            raise MalformedResponse(str(exc), **context) from exc
+        except BodyTooSlow as exc:
+            raise cls(str(exc), **context) from exc
+        except BodyCutOff as exc:
+            # Fewer bytes than Content-Length, a broken chunk, a read timeout mid-body.
+            raise cls(str(exc), **context) from exc
+
     def json(self, response: requests.Response, *, operation: str, ref: str | None = None) -> Any:
-        """Decode a JSON body; an HTML error page or a truncated body is a typed error."""
+        """Decode a JSON body; an HTML error page or a truncated body is a typed error.
+
+        Non-standard ``NaN``/``Infinity`` are read as floats (every field that takes a number
+        refuses them); integers too long to be real become ``inf`` rather than failing the page.
+        """
         content_type = response.headers.get("Content-Type", "")
         if "json" not in content_type:
             raise MalformedResponse(
-                f"expected JSON, got {content_type or 'no content type'}: {response.text[:120]!r}",
+                f"expected JSON, got {content_type or 'no content type'}: {_printable(response.text[:120])!r}",
                 system=self.system, operation=operation, ref=ref,
             )
         try:
-            return response.json()
-        except ValueError as exc:
-            raise MalformedResponse(f"invalid JSON: {exc}", system=self.system, operation=operation, ref=ref) from exc
+            # Bytes, not requests' text: JSON is UTF-8 (RFC 8259), with UTF-16/32 and a BOM
+            # recognised; a charset header naming anything else does not make it readable.
+            return json.loads(response.content, parse_int=_bounded_int)
+        except RecursionError as exc:
+            raise MalformedResponse("invalid JSON: nested too deeply", system=self.system, operation=operation, ref=ref) from exc
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+            raise MalformedResponse(f"invalid JSON: {str(exc)[:200]}", system=self.system, operation=operation, ref=ref) from exc
 
     def close(self) -> None:
         self.session.close()
+
+
+class BodyTooLarge(Exception):
+    """An answer over the size limit (declared or counted)."""
+
+
+class BodyTooSlow(Exception):
+    """An answer still arriving after the time limit: a stalled or dripping server."""
+
+
+class BodyCutOff(Exception):
+    """The connection broke before the whole answer arrived."""
+
+
+def read_bounded(response: requests.Response, *, max_bytes: int, max_seconds: float) -> bytes:
+    """Read a streamed response's whole body into it (``response.content``), within bounds.
+
+    Reads whatever has arrived (``read1``) rather than waiting for full buffers, so a server
+    that drips one byte per read-timeout is stopped by ``max_seconds`` in total. A body
+    read whole hands its connection back to the pool; any other ending closes it.
+    """
+    declared = response.headers.get("Content-Length", "")
+    raw = response.raw
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        if declared.isdigit() and int(declared) > max_bytes:
+            raise BodyTooLarge(f"answer of {declared} bytes exceeds the {max_bytes}-byte limit")
+        deadline = time.monotonic() + max_seconds
+        while True:
+            try:
+                chunk = raw.read1(READ_CHUNK, decode_content=True)
+            except (urllib3.exceptions.HTTPError, requests.RequestException, OSError, ValueError) as exc:
+                raise BodyCutOff(f"answer cut off after {size} bytes: {exc.__class__.__name__}") from exc
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > max_bytes:
+                raise BodyTooLarge(f"answer exceeds the {max_bytes}-byte limit")
+            if time.monotonic() > deadline:
+                raise BodyTooSlow(f"answer still arriving after {max_seconds:g}s ({size} bytes so far)")
+            chunks.append(chunk)
+    except BaseException:
+        response.close()
+        raise
+    raw.release_conn()  # drained: the session keeps the connection for the next call
+    response._content = b"".join(chunks)  # noqa: SLF001 - requests' own cache of the body
+    response._content_consumed = True  # noqa: SLF001
+    return response._content  # noqa: SLF001
+
+
+def _bounded_int(text: str) -> int | float:
+    return int(text) if len(text.lstrip("-")) <= MAX_INT_DIGITS else (float("-inf") if text.startswith("-") else float("inf"))
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else " " for c in text)
 
 
 def _error_detail(response: requests.Response, limit: int = 300) -> str:
@@ -109,4 +218,4 @@ def _error_detail(response: requests.Response, limit: int = 300) -> str:
         head = b""
     finally:
         response.close()
-    return head[:limit].decode(response.encoding or "utf-8", errors="replace").replace("\n", " ")
+    return _printable(head[:limit].decode(response.encoding or "utf-8", errors="replace"))

@@ -5,7 +5,9 @@
 idempotently by its external reference (sent as ``so_ky_hieu`` and as the
 ``Idempotency-Key`` header), streams attachments from the local spool, reads the status
 change feed, and passes ratings on. The wire shapes are pydantic models private to this
-module; only canonical models leave it.
+module; only canonical models leave it. Answers are read within the connection's
+``ConnectorLimits`` (body size, time); what we send carries no markup (``<script>`` never
+reaches an agency's viewer).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, Va
 
 from paht_bridge.connectors.errors import MalformedResponse, PermanentError
 from paht_bridge.connectors.http import DEFAULT_TIMEOUT, HttpTransport
+from paht_bridge.connectors.limits import DEFAULT_LIMITS, ConnectorLimits
 from paht_bridge.mappings.canonical import (
     VIETNAM_TZ,
     DocumentReceipt,
@@ -41,6 +44,7 @@ from paht_bridge.mappings.canonical import (
     Reporter,
     Text,
 )
+from paht_bridge.mappings.text import strip_markup
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +138,8 @@ class WireDocument(_Outgoing):
     @classmethod
     def from_record(cls, record: DocumentRecord) -> WireDocument:
         return cls(
-            so_ky_hieu=record.external_ref, ma_phan_anh=record.report_key, trich_yeu=record.subject,
-            noi_dung=record.content, don_vi_nhan=WireOrganisation(ma=record.agency_code, ten=record.agency_name),
+            so_ky_hieu=record.external_ref, ma_phan_anh=record.report_key, trich_yeu=strip_markup(record.subject),
+            noi_dung=strip_markup(record.content), don_vi_nhan=WireOrganisation(ma=record.agency_code, ten=record.agency_name),
             don_vi_gui=WireOrganisation(ma=record.sender_code, ten=record.sender_name), ngay_gui=record.issued_at,
             han_xu_ly=record.due_date, do_khan=PRIORITY_CODES[record.priority], linh_vuc=record.category,
             dia_diem=WirePlace.from_location(record.location), nguoi_phan_anh=WireReporter.from_reporter(record.reporter),
@@ -335,12 +339,14 @@ class RestDocsClient:
         token: str | None = None,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         session: requests.Session | None = None,
+        limits: ConnectorLimits = DEFAULT_LIMITS,
     ) -> None:
         self.name = name
+        self.limits = limits
         headers = {"Accept": "application/json", "User-Agent": "paht-bridge"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        self._http = HttpTransport(name, base_url, timeout=timeout, headers=headers, session=session)
+        self._http = HttpTransport(name, base_url, timeout=timeout, headers=headers, session=session, limits=limits)
 
     def close(self) -> None:
         self._http.close()
@@ -444,10 +450,11 @@ class RestDocsClient:
             return
         try:
             problem = ErrorAnswer.model_validate(response.json())
-        except (ValueError, ValidationError):
-            raise PermanentError(f"HTTP 422: {response.text[:300]}", system=self.name, operation=operation, ref=ref) from None
-        fields = "; ".join(f"{f.field}: {f.message}" if f.message else f.field for f in problem.fields)
-        reason = fields or problem.message or problem.error
+        except (ValueError, ValidationError, RecursionError, requests.RequestException):
+            text = "".join(c if c.isprintable() else " " for c in response.text[:300])
+            raise PermanentError(f"HTTP 422: {text}", system=self.name, operation=operation, ref=ref) from None
+        fields = "; ".join(f"{f.field[:100]}: {f.message[:200]}" if f.message else f.field[:100] for f in problem.fields[:10])
+        reason = "".join(c if c.isprintable() else " " for c in (fields or problem.message or problem.error)[:1000])
         raise PermanentError(f"rejected as invalid: {reason}", system=self.name, operation=operation, ref=ref)
 
     def _page(self, answer: ChangesAnswer) -> Page[RawStatusChange]:
@@ -458,13 +465,23 @@ class RestDocsClient:
                 items.append(ChangeAnswer.model_validate(raw).to_canonical())
             except ValidationError as exc:
                 source_id = raw.get("id") if isinstance(raw, dict) else None
+                source_id = None if source_id is None else str(source_id)
                 quarantined.append(Quarantined(
-                    source=self.name, source_id=None if source_id is None else str(source_id),
-                    reason=f"unexpected change shape: {_summary(exc)}", raw=json.dumps(raw, ensure_ascii=False)[:4000],
+                    source=self.name, source_id=source_id if source_id and len(source_id) <= 128 and source_id.isprintable() else None,
+                    reason=f"unexpected change shape: {_summary(exc)}", raw=_raw_text(raw),
                 ))
         return Page[RawStatusChange](
             items=items, quarantined=quarantined, next_cursor=answer.next_cursor, has_more=answer.has_more
         )
+
+
+def _raw_text(raw: object, limit: int = 4000) -> str:
+    """An unusable item as storable text: always valid UTF-8, bounded."""
+    try:
+        text = json.dumps(raw, ensure_ascii=False)
+    except (RecursionError, ValueError, TypeError) as exc:
+        return f"[item not printable: {exc.__class__.__name__}]"
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")[:limit]
 
 
 def _summary(exc: ValidationError) -> str:

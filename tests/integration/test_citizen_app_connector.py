@@ -101,9 +101,9 @@ def test_pulling_again_from_the_last_cursor_returns_nothing(quangtri):
 def test_a_report_added_after_a_full_pull_is_the_only_one_after_the_last_cursor(quangtri):
     _, cursor = _pull_all(quangtri.client)
     new = copy.deepcopy(load_seed_reports("quangtri_ioc")[0])
-    new.update(id="QT-2026-009001", title="Cột điện nghiêng sau bão", created_at="2026-12-01T07:05:00+07:00")
+    new.update(id="QT-2026-009001", title="Cột điện nghiêng sau bão", created_at="2026-11-22T07:05:00+07:00")
     new["reporter"] = {"name": "Phan Thị Mỹ Duyên", "phone": "0387000111"}
-    new["attachments"] = [{"id": "QT-2026-009001-A1", "name": "IMG_20261201_070412.jpg", "media_type": "image/jpeg"}]
+    new["attachments"] = [{"id": "QT-2026-009001-A1", "name": "IMG_20261122_070412.jpg", "media_type": "image/jpeg"}]
     quangtri.control("POST", "/reports", json=new)
 
     later, next_cursor = _pull_all(quangtri.client, cursor)
