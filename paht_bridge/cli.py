@@ -50,6 +50,8 @@ def _replay(args: argparse.Namespace) -> int:
     from paht_bridge.ledger.replay import replay_dead_letters
 
     migrate()
+    if args.quarantine:
+        return _replay_quarantine(args)
     with sessions()() as session:
         refs = replay_dead_letters(session, source_id=args.report, agency_code=args.agency, reason_contains=args.reason,
                                    deployment=args.deployment, run_id="cli-replay")
@@ -75,6 +77,22 @@ def _forget(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay_quarantine(args: argparse.Namespace) -> int:
+    from paht_bridge.connectors.hooks import AirflowConnectors
+    from paht_bridge.ledger.db import sessions
+    from paht_bridge.ledger.steps import StepContext
+    from paht_bridge.ledger.steps.ingest import replay_quarantine
+    from paht_bridge.mappings.config import deployment, deployment_names
+
+    console = Console()
+    for name in [args.deployment] if args.deployment else deployment_names():
+        mapping = deployment(name)
+        ctx = StepContext(mapping=mapping, sessions=sessions(), connectors=AirflowConnectors(mapping), run_id="cli-replay")
+        counts = replay_quarantine(ctx, ids=args.id or None).counts
+        console.print(f"{name}: {counts.get('taken_in', 0)} taken in, {counts.get('still_quarantined', 0)} still quarantined")
+    return 0
+
+
 def _sandbox(args: argparse.Namespace) -> int:
     from paht_bridge.sandbox.__main__ import main as sandbox_main
 
@@ -96,11 +114,14 @@ def main(argv: list[str] | None = None) -> int:
     trace.set_defaults(func=_trace)
     stats = sub.add_parser("stats", help="per province and agency: received, delivered, answered, published, rated")
     stats.set_defaults(func=_stats)
-    replay = sub.add_parser("replay", help="send dead letters again (all, or by report, agency or reason)")
+    replay = sub.add_parser("replay", help="send dead letters again (all, or by report, agency or reason), or replay the quarantine")
     replay.add_argument("--report", help="one report's id in its citizen app")
     replay.add_argument("--agency", help="an agency's organisation code")
     replay.add_argument("--reason", help="dead letters whose reason contains this text")
     replay.add_argument("--deployment", help="one deployment only, e.g. quang_tri")
+    replay.add_argument("--quarantine", action="store_true",
+                        help="replay quarantined reports instead (parsed again with the current connector and limits)")
+    replay.add_argument("--id", type=int, action="append", help="with --quarantine: only this quarantine row (repeatable)")
     replay.set_defaults(func=_replay)
     forget = sub.add_parser("forget", help="delete one reporter's name and phone everywhere in the ledger (Law 91/2025)")
     forget.add_argument("--phone", help="the reporter's phone (asked for without echo when left out)")

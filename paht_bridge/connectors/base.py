@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from paht_bridge.mappings.canonical import (
     Attachment,
@@ -18,6 +18,7 @@ from paht_bridge.mappings.canonical import (
     LocalAttachment,
     Outcome,
     Page,
+    Quarantined,
     Rating,
     RawStatusChange,
     Report,
@@ -44,6 +45,10 @@ class CitizenSource(Protocol):
         ...
 
     def ratings_since(self, cursor: str | None, page_size: int = 100) -> Iterator[Page[Rating]]:
+        ...
+
+    def parse_reports(self, raw_items: list[Any]) -> tuple[list[Report], list[Quarantined]]:
+        """Decoded wire items as reports, the rest quarantined: how a quarantined payload is replayed."""
         ...
 
 

@@ -12,8 +12,9 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from paht_bridge.ledger.models import CursorRow, DeliveryRow, EventRow
-from paht_bridge.mappings.canonical import vietnam_now
+from paht_bridge.ledger.db import encrypt
+from paht_bridge.ledger.models import CursorRow, DeliveryRow, EventRow, QuarantineRow
+from paht_bridge.mappings.canonical import Quarantined, vietnam_now
 
 
 def record_event(
@@ -30,6 +31,18 @@ def record_event(
     session.add(
         EventRow(report_id=report_id, delivery_id=delivery_id, at=at or vietnam_now(), kind=kind, status=status, run_id=run_id, detail=detail)
     )
+
+
+def quarantine(session: Session, deployment: str, bad: Quarantined, run_id: str | None, feed: str = "reports") -> None:
+    """Keep an input we could not take in: its reason, a masked copy to show, and the payload
+    as received (encrypted) to replay after a fix."""
+    session.add(QuarantineRow(
+        deployment=deployment, source=bad.source, source_id=bad.source_id, reason=f"{feed}: {bad.reason}" if feed != "reports" else bad.reason,
+        raw=bad.raw, at=vietnam_now(), run_id=run_id,
+        raw_enc=encrypt(bad.payload.get_secret_value()) if bad.payload else None,
+    ))
+    record_event(session, "quarantined", report_id=None, run_id=run_id, source=bad.source, source_id=bad.source_id,
+                 feed=feed, reason=bad.reason)
 
 
 def get_cursor(session: Session, stream: str) -> str | None:

@@ -59,6 +59,14 @@ class StepResult(BaseModel):
         self.counts[key] = self.counts.get(key, 0) + n
 
 
+class StepFailed(RuntimeError):
+    """A step did what it could but part of it failed; carries the partial result."""
+
+    def __init__(self, message: str, result: StepResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
 def report_from_row(row: ReportRow) -> Report:
     """Rebuild the canonical report from the ledger (reporter decrypted, kept in SecretStr)."""
     reporter = Reporter(name=decrypt(row.reporter_name_enc), phone=decrypt(row.reporter_phone_enc))

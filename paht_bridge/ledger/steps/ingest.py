@@ -7,49 +7,55 @@ by source and id) but never skip one.
 
 from __future__ import annotations
 
+import json
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from paht_bridge.ledger.db import encrypt
+from paht_bridge.ledger.db import decrypt, encrypt
 from paht_bridge.ledger.models import DeliveryRow, QuarantineRow, ReportRow
-from paht_bridge.ledger.steps.context import StepContext, StepResult, log
+from paht_bridge.ledger.steps.context import StepContext, StepFailed, StepResult, log
 from paht_bridge.ledger.steps.status import refresh_status
-from paht_bridge.ledger.store import get_cursor, record_event, set_cursor
+from paht_bridge.connectors.errors import ConnectorError
+from paht_bridge.ledger.store import get_cursor, quarantine, record_event, set_cursor
 from paht_bridge.mappings.admin_units import ResolvedUnits, resolve_units
-from paht_bridge.mappings.canonical import CanonicalStatus, Quarantined, Report, vietnam_now
+from paht_bridge.mappings.canonical import CanonicalStatus, Report, vietnam_now
 from paht_bridge.mappings.transforms import MappingProblem, external_ref, routes
 
 
 def ingest(ctx: StepContext) -> StepResult:
     result = StepResult(deployment=ctx.mapping.deployment, step="ingest")
+    failures: list[ConnectorError] = []
     for source in ctx.mapping.sources:
-        client = ctx.connectors.source(source.name)
-        stream = f"{source.name}:reports"
-        with ctx.sessions() as session:
-            cursor = get_cursor(session, stream)
-        for page in client.reports_since(cursor, page_size=source.page_size):
-            with ctx.sessions.begin() as session:
-                for bad in page.quarantined:
-                    _quarantine(session, ctx, bad)
-                    result.add("quarantined")
-                for report in page.items:
-                    result.add(_take_in(session, ctx, report))
-                set_cursor(session, stream, page.next_cursor)
-            log.info("ingest page deployment=%s source=%s items=%d quarantined=%d cursor=%s",
-                     ctx.mapping.deployment, source.name, len(page.items), len(page.quarantined), page.next_cursor)
+        try:
+            _ingest_source(ctx, source.name, source.page_size, result)
+        except ConnectorError as error:  # one broken app must not hold up the others
+            failures.append(error)
+            result.errors.append(str(error))
+            log.error("ingest stopped for source=%s error=%s", source.name, error)
+    if failures:
+        raise StepFailed(f"{len(failures)} source(s) failed after the others were ingested: {failures[0]}", result)
     return result
 
 
-def _quarantine(session: Session, ctx: StepContext, bad: Quarantined) -> None:
-    session.add(QuarantineRow(
-        deployment=ctx.mapping.deployment, source=bad.source, source_id=bad.source_id,
-        reason=bad.reason, raw=bad.raw, at=vietnam_now(), run_id=ctx.run_id,
-        raw_enc=encrypt(bad.payload.get_secret_value()) if bad.payload else None,
-    ))
-    record_event(session, "quarantined", report_id=None, run_id=ctx.run_id, source=bad.source, source_id=bad.source_id, reason=bad.reason)
+def _ingest_source(ctx: StepContext, name: str, page_size: int, result: StepResult) -> None:
+    client = ctx.connectors.source(name)
+    stream = f"{name}:reports"
+    with ctx.sessions() as session:
+        cursor = get_cursor(session, stream)
+    for page in client.reports_since(cursor, page_size=page_size):
+        with ctx.sessions.begin() as session:
+            for bad in page.quarantined:
+                quarantine(session, ctx.mapping.deployment, bad, ctx.run_id)
+                result.add("quarantined")
+            for report in page.items:
+                result.add(take_in(session, ctx, report))
+            set_cursor(session, stream, page.next_cursor)
+        log.info("ingest page deployment=%s source=%s items=%d quarantined=%d cursor=%s",
+                 ctx.mapping.deployment, name, len(page.items), len(page.quarantined), page.next_cursor)
 
 
-def _take_in(session: Session, ctx: StepContext, report: Report) -> str:
+def take_in(session: Session, ctx: StepContext, report: Report) -> str:
     """Store one report (new, changed or a repeat); route it if new. Returns what happened."""
     row = session.scalar(select(ReportRow).where(ReportRow.source == report.source, ReportRow.source_id == report.source_id))
     if row is not None:
@@ -86,6 +92,39 @@ def _take_in(session: Session, ctx: StepContext, report: Report) -> str:
                      deadline=routing.deadline.isoformat(), ward=units.current.ward if units.current else None)
     refresh_status(session, row)
     return "received"
+
+
+def replay_quarantine(ctx: StepContext, ids: list[int] | None = None) -> StepResult:
+    """Try quarantined reports again (after a fix to a mapping, a limit or the connector).
+
+    The payload kept encrypted at quarantine is parsed again by the source's connector; what
+    parses now is taken in as if it had just arrived, what does not keeps its (new) reason."""
+    result = StepResult(deployment=ctx.mapping.deployment, step="replay_quarantine")
+    sources = [s.name for s in ctx.mapping.sources]
+    with ctx.sessions() as session:
+        query = select(QuarantineRow).where(
+            QuarantineRow.deployment == ctx.mapping.deployment, QuarantineRow.resolved_at.is_(None),
+            QuarantineRow.raw_enc.is_not(None), QuarantineRow.source.in_(sources),
+        )
+        if ids:
+            query = query.where(QuarantineRow.id.in_(ids))
+        for row in session.scalars(query):
+            if row.reason.startswith(("ratings:", "changes:")):
+                continue  # feeds other than reports are replayed by their own next pull
+            reports, still_bad = ctx.connectors.source(row.source).parse_reports([json.loads(decrypt(row.raw_enc))])
+            if reports:
+                outcome = take_in(session, ctx, reports[0])
+                row.resolved_at = vietnam_now()
+                taken = session.scalar(select(ReportRow.id).where(ReportRow.source == row.source, ReportRow.source_id == reports[0].source_id))
+                record_event(session, "replayed_from_quarantine", report_id=taken, run_id=ctx.run_id, quarantine_id=row.id, outcome=outcome)
+                result.add("taken_in")
+            else:
+                row.reason = still_bad[0].reason if still_bad else row.reason
+                record_event(session, "still_quarantined", report_id=None, run_id=ctx.run_id, quarantine_id=row.id,
+                             source=row.source, source_id=row.source_id, reason=row.reason)
+                result.add("still_quarantined")
+        session.commit()
+    return result
 
 
 def _payload(report: Report) -> dict:

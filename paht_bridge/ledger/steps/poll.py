@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from paht_bridge.ledger.models import DeliveryRow
 from paht_bridge.ledger.steps.context import StepContext, StepResult, log, report_from_row
 from paht_bridge.ledger.steps.status import refresh_status
-from paht_bridge.ledger.store import get_cursor, record_event, set_cursor
+from paht_bridge.ledger.store import get_cursor, quarantine, record_event, set_cursor
 from paht_bridge.mappings.canonical import DOCUMENT_PROGRESS, CanonicalStatus, RawStatusChange, StatusChange, vietnam_now
 from paht_bridge.mappings.transforms import UnknownStatus, external_ref, map_status, reroute
 
@@ -28,6 +28,9 @@ def poll(ctx: StepContext) -> StepResult:
             cursor = get_cursor(session, stream)
         for page in client.changes_since(cursor):
             with ctx.sessions.begin() as session:
+                for bad in page.quarantined:
+                    quarantine(session, ctx.mapping.deployment, bad, ctx.run_id, feed="changes")
+                    result.add("quarantined")
                 for raw in page.items:
                     result.add(_apply(session, ctx, target.name, raw))
                 set_cursor(session, stream, page.next_cursor)

@@ -13,7 +13,7 @@ from paht_bridge.connectors.errors import ConnectorError, PermanentError
 from paht_bridge.ledger.models import RatingRow, ReportRow
 from paht_bridge.ledger.steps.context import StepContext, StepResult, log
 from paht_bridge.ledger.steps.status import active_delivery, refresh_status
-from paht_bridge.ledger.store import get_cursor, record_event, set_cursor
+from paht_bridge.ledger.store import get_cursor, quarantine, record_event, set_cursor
 from paht_bridge.mappings.canonical import CanonicalStatus, Rating, RatingLevel, vietnam_now
 
 
@@ -26,6 +26,9 @@ def ratings(ctx: StepContext) -> StepResult:
             cursor = get_cursor(session, stream)
         for page in client.ratings_since(cursor, page_size=source.page_size):
             with ctx.sessions.begin() as session:
+                for bad in page.quarantined:
+                    quarantine(session, ctx.mapping.deployment, bad, ctx.run_id, feed="ratings")
+                    result.add("quarantined")
                 for rating in page.items:
                     result.add(_take_in(session, ctx, rating))
                 set_cursor(session, stream, page.next_cursor)
