@@ -1,6 +1,6 @@
 """Circuit breaker per document system, kept in the ledger so every worker sees it.
 
-After ``circuit_failures`` transient or ambiguous failures in a row the circuit opens and
+After ``circuit_failures`` (default 10) transient or ambiguous failures in a row the circuit opens and
 no delivery is sent to that system until the cool-down ends; then one delivery is let
 through (half-open): success closes the circuit, failure opens it again. A back end that is
 down for an hour gets a handful of calls, not thousands, and nothing is dead-lettered
