@@ -13,13 +13,15 @@ import pendulum
 from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, get_current_context, task
 from airflow.timetables.trigger import CronTriggerTimetable
 
+from paht_bridge.alerts import PahtAlertNotifier
 from paht_bridge.mappings.config import deployment_names
 
 TZ = "Asia/Ho_Chi_Minh"
 DEPLOYMENTS = deployment_names()
 REPORTS_ROUTED = Asset("paht://ledger/reports-routed")
 DEFAULT_ARGS = {"retries": 2, "retry_delay": timedelta(minutes=1), "retry_exponential_backoff": 2.0,
-                "execution_timeout": timedelta(minutes=30), "owner": "paht"}
+                "execution_timeout": timedelta(minutes=30), "owner": "paht",
+                "on_failure_callback": PahtAlertNotifier()}
 
 
 def _step_task(step: str, outlets: list[Asset] | None = None):  # noqa: ANN202 - returns an Airflow task factory
@@ -51,7 +53,7 @@ paht_deliver = _lifecycle_dag("paht_deliver", "Create routed reports as document
                               AssetOrTimeSchedule(timetable=CronTriggerTimetable("*/5 * * * *", timezone=TZ), assets=[REPORTS_ROUTED]),
                               [("deliver", None)])
 paht_poll_publish = _lifecycle_dag("paht_poll_publish", "Poll document systems for status changes; publish answers to citizens",
-                                   CronTriggerTimetable("*/10 * * * *", timezone=TZ), [("poll", None), ("publish", None)])
+                                   CronTriggerTimetable("*/10 * * * *", timezone=TZ), [("poll", None), ("publish", None), ("alerts", None)])
 paht_reconcile = _lifecycle_dag("paht_reconcile", "Compare the ledger with every source and target; report drift",
                                 CronTriggerTimetable("0 2 * * *", timezone=TZ), [("reconcile", None)])
 paht_ratings = _lifecycle_dag("paht_ratings", "Take citizens' ratings and pass them on to the agencies",

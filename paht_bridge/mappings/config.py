@@ -97,6 +97,16 @@ class Privacy(Strict):
     send_reporter_phone: bool = False
 
 
+class Alerts(Strict):
+    """When IOC staff are alerted, and where to. Without a webhook, alerts go to the task log."""
+
+    overdue: bool = True  # a report passes its deadline without an answer
+    failing_backend: bool = True  # a document system's circuit opens (it keeps failing)
+    failed_task: bool = True  # a lifecycle task fails (Airflow's on_failure_callback)
+    #: An Airflow HTTP connection to POST alerts to as JSON (the IOC's chat bot, a ticketing system...).
+    webhook_connection_id: str | None = None
+
+
 class Templates(Strict):
     subject: str = "[PAHT] {title}"
     content: str = "{description}\nĐịa điểm: {address}\nThời gian phản ánh: {created}\nMã phản ánh: {source_id}"
@@ -113,6 +123,7 @@ class Deployment(Strict):
     routing: Routing
     privacy: Privacy = Privacy()
     templates: Templates = Templates()
+    alerts: Alerts = Alerts()
 
     @model_validator(mode="after")
     def _references_resolve(self) -> "Deployment":
