@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from datetime import date
 from pathlib import Path
 
 from rich.console import Console
@@ -93,6 +94,83 @@ def _replay_quarantine(args: argparse.Namespace) -> int:
     return 0
 
 
+def _validate(args: argparse.Namespace) -> int:
+    from paht_bridge.mappings.validate import deployment_files, validate_file, write_json_schema
+
+    console = Console(highlight=False)
+    if args.schema:
+        console.print(f"JSON Schema of a deployment mapping written to {write_json_schema(args.schema)}")
+        return 0
+    failed = False
+    for path in args.files or [_shown(p) for p in deployment_files()]:
+        problems = validate_file(path)
+        failed = failed or bool(problems)
+        for problem in problems:
+            console.print(str(problem), markup=False, soft_wrap=True)
+        if not problems:
+            console.print(f"{path}: ok", markup=False, soft_wrap=True)
+    return 1 if failed else 0
+
+
+def _shown(path: Path) -> Path:
+    """A path relative to the working directory when it is under it (shorter to read)."""
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
+
+
+def _backfill(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from paht_bridge.connectors.hooks import AirflowConnectors
+    from paht_bridge.ledger.backfill import PageDone, backfill
+    from paht_bridge.ledger.db import migrate, sessions
+    from paht_bridge.ledger.steps import StepContext
+    from paht_bridge.ledger.steps.context import StepFailed
+    from paht_bridge.mappings.config import deployment, deployment_names
+
+    if args.to < args.start:
+        raise SystemExit(f"paht backfill: --to {args.to} is before --from {args.start}")
+    if args.deployment not in deployment_names():
+        raise SystemExit(f"paht backfill: no deployment {args.deployment!r} (there are: {', '.join(deployment_names())})")
+    migrate()
+    mapping = deployment(args.deployment)
+    ctx = StepContext(mapping=mapping, sessions=sessions(), connectors=AirflowConnectors(mapping), run_id="cli-backfill")
+    console = Console()
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[pages]} pages, {task.completed} reports"),
+               TimeElapsedColumn())
+    failed: StepFailed | None = None
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task(f"backfill {args.deployment} {args.start}…{args.to}", total=None, pages=0)
+
+        def page_done(page: PageDone) -> None:
+            bar.update(task, advance=page.reports + page.quarantined, pages=bar.tasks[task].fields["pages"] + 1)
+
+        try:
+            result = backfill(ctx, args.start, args.to, progress=page_done)
+        except StepFailed as error:
+            failed, result = error, error.result
+    counts = result.counts
+    n = counts.get
+    console.print(f"{args.deployment} {args.start}…{args.to}: "
+                  f"{n('received', 0) + n('needs_review', 0)} taken in ({n('needs_review', 0)} wait for IOC review), "
+                  f"{n('repeated', 0) + n('updated', 0)} already there ({n('updated', 0)} updated), "
+                  f"{n('quarantined', 0)} quarantined ({n('already_quarantined', 0)} were already), "
+                  f"{n('outside_range', 0)} outside the range", highlight=False)
+    if failed is not None:
+        console.print(f"[red]{failed}[/red]")
+        return 1
+    return 0
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
 def _sandbox(args: argparse.Namespace) -> int:
     from paht_bridge.sandbox.__main__ import main as sandbox_main
 
@@ -126,6 +204,18 @@ def main(argv: list[str] | None = None) -> int:
     forget = sub.add_parser("forget", help="delete one reporter's name and phone everywhere in the ledger (Law 91/2025)")
     forget.add_argument("--phone", help="the reporter's phone (asked for without echo when left out)")
     forget.set_defaults(func=_forget)
+    validate = sub.add_parser("validate", help="check deployment mapping files; every problem as file:line: field: message")
+    validate.add_argument("files", nargs="*", type=Path, metavar="FILE", help="mapping files (default: every one in the deployments folder)")
+    validate.add_argument("--schema", type=Path, metavar="OUT.json", help="write the mapping's JSON Schema (for editors) to OUT.json instead")
+    validate.set_defaults(func=_validate)
+    backfill = sub.add_parser("backfill", help="take in the reports of a date range that the ledger lacks (the ingest cursor is left alone)",
+                              description="Read every source of a deployment again from its beginning and take in each report created "
+                                          "in the range (Vietnam time, both days included) that the ledger lacks; reports already "
+                                          "there are repeats, bad ones are quarantined. The ingest cursor is neither read nor moved.")
+    backfill.add_argument("--deployment", required=True, help="e.g. quang_tri")
+    backfill.add_argument("--from", dest="start", type=_day, required=True, metavar="YYYY-MM-DD", help="first day (Vietnam time)")
+    backfill.add_argument("--to", type=_day, required=True, metavar="YYYY-MM-DD", help="last day, included (Vietnam time)")
+    backfill.set_defaults(func=_backfill)
     sandbox = sub.add_parser("sandbox", help="start the stand-in systems (python -m paht_bridge.sandbox)")
     sandbox.add_argument("rest", nargs=argparse.REMAINDER)
     sandbox.set_defaults(func=_sandbox)
