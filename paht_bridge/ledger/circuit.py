@@ -11,43 +11,48 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from paht_bridge.ledger.models import CircuitRow
 from paht_bridge.mappings.config import Target
 
 
-def _row(session: Session, target: str, now: datetime) -> CircuitRow:
-    row = session.get(CircuitRow, target)
-    if row is None:
-        row = CircuitRow(target=target, failures=0, open_until=None, updated_at=now)
-        session.add(row)
-    return row
+def _current(session: Session, target: str) -> CircuitRow | None:
+    """Read fresh: other workers change circuits; the session's copy may be stale."""
+    return session.scalars(select(CircuitRow).where(CircuitRow.target == target).execution_options(populate_existing=True)).first()
 
 
 def is_open(session: Session, target: str, now: datetime) -> bool:
-    row = session.get(CircuitRow, target)
+    row = _current(session, target)
     return bool(row and row.open_until and row.open_until > now)
 
 
 def is_half_open(session: Session, target: str, now: datetime) -> bool:
     """The cool-down has passed but the circuit has not yet seen a success."""
-    row = session.get(CircuitRow, target)
+    row = _current(session, target)
     return bool(row and row.open_until and row.open_until <= now)
 
 
 def record_success(session: Session, target: str, now: datetime) -> None:
-    row = session.get(CircuitRow, target)
-    if row is not None and (row.failures or row.open_until):
-        row.failures, row.open_until, row.updated_at = 0, None, now
+    session.execute(update(CircuitRow).where(CircuitRow.target == target, (CircuitRow.failures > 0) | CircuitRow.open_until.is_not(None))
+                    .values(failures=0, open_until=None, updated_at=now))
 
 
 def record_failure(session: Session, spec: Target, error: str, now: datetime) -> bool:
-    """Count a failure; returns True when this failure opened (or re-opened) the circuit."""
-    row = _row(session, spec.name, now)
-    row.failures += 1
-    row.last_error, row.updated_at = error[:500], now
-    if row.failures >= spec.circuit_failures:
-        row.open_until = now + timedelta(seconds=spec.circuit_cooldown_seconds)
+    """Count a failure; returns True when this failure opened (or re-opened) the circuit.
+    The count is one atomic UPDATE so concurrent workers do not lose each other's failures."""
+    values = {"failures": CircuitRow.failures + 1, "last_error": error[:500], "updated_at": now}
+    if not session.execute(update(CircuitRow).where(CircuitRow.target == spec.name).values(**values)).rowcount:
+        try:
+            with session.begin_nested():
+                session.add(CircuitRow(target=spec.name, failures=1, open_until=None, last_error=error[:500], updated_at=now))
+        except IntegrityError:  # another worker created it first
+            session.execute(update(CircuitRow).where(CircuitRow.target == spec.name).values(**values))
+    failures = session.scalar(select(CircuitRow.failures).where(CircuitRow.target == spec.name))
+    if failures >= spec.circuit_failures:
+        session.execute(update(CircuitRow).where(CircuitRow.target == spec.name)
+                        .values(open_until=now + timedelta(seconds=spec.circuit_cooldown_seconds)))
         return True
     return False

@@ -341,3 +341,30 @@ def test_a_report_for_two_agencies_is_not_delivered_until_both_have_it(stack: Sa
     assert deliver(ctx).counts == {"delivered": 4}
     with sessions(ledger_url)() as session:
         assert set(session.scalars(select(ReportRow.status).where(ReportRow.deployment == "quang_tri"))) == {"delivered"}
+
+
+def test_a_worker_whose_lease_ran_out_mid_batch_does_not_send(stack: SandboxStack, ledger_url: str) -> None:
+    """A long batch can outlive its lease; the next worker then owns those deliveries and the
+    first must not send them too (found in review: two create calls per reference)."""
+    from datetime import timedelta
+
+    from paht_bridge.ledger.steps.deliver import _deliver_one
+    from paht_bridge.ledger.store import claim_deliveries
+
+    load_backlog(stack, 4)
+    ingest_all(ledger_url)
+    clock = MovableClock()
+    slow, fast = (next(c for c in contexts(ledger_url, name, clock, lease_seconds=60) if c.mapping.deployment == "quang_tri")
+                  for name in ("slow", "fast"))
+    with sessions(ledger_url)() as session:
+        held = claim_deliveries(session, deployment="quang_tri", owner=slow.worker, states=("pending",), limit=10,
+                                lease=timedelta(seconds=60), now=clock())
+        assert len(held) == 2
+        clock.advance(120)  # the slow worker is still busy when its lease runs out
+        from paht_bridge.ledger.steps import deliver
+
+        assert deliver(fast).counts == {"delivered": 2}  # the next worker takes over
+        outcomes = [_deliver_one(session, slow, delivery) for delivery in held]
+    assert outcomes == ["lease_lost", "lease_lost"]
+    figures = exactly_once(stack, ledger_url)
+    assert figures["create_requests_seen_by_targets"] == figures["documents"] == 2

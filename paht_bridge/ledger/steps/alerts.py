@@ -29,9 +29,10 @@ def alerts(ctx: StepContext) -> StepResult:
             found += _overdue(session, ctx)
         if ctx.mapping.alerts.failing_backend:
             found += _failing_backends(session, ctx)
+        channel = send_alerts(found, ctx.mapping)  # a failed send raises: nothing is marked raised
         session.commit()
     result.counts = {kind: sum(a.kind == kind for a in found) for kind in {a.kind for a in found}}
-    result.counts["sent_to_" + send_alerts(found, ctx.mapping)] = len(found)
+    result.counts["sent_to_" + channel] = len(found)
     return result
 
 

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from paht_bridge.connectors.base import CitizenSource
@@ -76,33 +77,47 @@ def _circuit_update(session: Session, ctx: StepContext, delivery: DeliveryRow, o
 
 
 def _deliver_one(session: Session, ctx: StepContext, delivery: DeliveryRow, probe: bool = False) -> str:
-    report = report_from_row(delivery.report)
     target = ctx.connectors.target(delivery.target)
     # Until this attempt sends, a delivery that may exist remotely stays 'unknown' whatever fails.
     doubtful, sent = delivery.state in ("unknown", "sending"), False
     try:
+        report = report_from_row(delivery.report)
         # A delivery left 'sending' (the worker died mid-call) or 'unknown' may exist already.
-        if delivery.state in ("unknown", "sending"):
+        if doubtful:
             receipt = target.find_by_ref(delivery.external_ref)
             if receipt is not None:
                 return _delivered(session, ctx, delivery, receipt.model_copy(update={"created": False}), recovered=True)
         source = ctx.connectors.source(report.source)
+        record = build_document(report, _routing_of(delivery), ctx.mapping, delivery.attempt)
         with _spooled_attachments(source, report) as attachments:
-            _mark_sending(session, ctx, delivery)
+            if not _mark_sending(session, ctx, delivery):
+                return "lease_lost"  # another worker holds it now: never send without the lease
             sent = True
-            record = build_document(report, _routing_of(delivery), ctx.mapping, delivery.attempt)
             receipt = target.create_document(record, attachments)
         return _delivered(session, ctx, delivery, receipt)
-    except (AmbiguousError, MalformedResponse) as error:
-        # An unreadable answer to a create may come after the target committed: look up before retrying.
-        return _retry_later(session, ctx, delivery, error, state="unknown", probe=probe)
-    except TransientError as error:
-        state = "unknown" if doubtful and not sent else "pending"  # a transient error means nothing happened
-        outcome = _retry_later(session, ctx, delivery, error, state=state, probe=probe)
-        # The citizen app failing to hand over an attachment says nothing about the target's health.
-        return outcome if error.system == delivery.target else f"source_{outcome}"
-    except (PermanentError, ConnectorError) as error:
+    except ConnectorError as error:
+        if error.system != delivery.target:
+            return _source_failed(session, ctx, delivery, error, doubtful)
+        if isinstance(error, (AmbiguousError, MalformedResponse)):
+            # An unreadable answer to a create may come after the target committed: look up before retrying.
+            return _retry_later(session, ctx, delivery, error, state="unknown", probe=probe and sent)
+        if isinstance(error, TransientError):
+            state = "unknown" if doubtful and not sent else "pending"  # a transient error means nothing happened
+            return _retry_later(session, ctx, delivery, error, state=state, probe=probe and sent)
         return _dead(session, ctx, delivery, str(error))
+    except Exception as error:  # a bug or bad data in this one delivery must not block the batch
+        session.rollback()
+        log.exception("delivery failed inside the bridge ref=%s", delivery.external_ref)
+        return _dead(session, ctx, delivery, f"internal error: {error.__class__.__name__}: {error}"[:500])
+
+
+def _source_failed(session: Session, ctx: StepContext, delivery: DeliveryRow, error: ConnectorError, doubtful: bool) -> str:
+    """The citizen app failed to hand over an attachment: a try for the report (so it is bounded),
+    nothing about the target's health (so no circuit)."""
+    if isinstance(error, PermanentError) and not isinstance(error, MalformedResponse):
+        return _dead(session, ctx, delivery, str(error))
+    delivery.tries += 1
+    return "source_" + _retry_later(session, ctx, delivery, error, state="unknown" if doubtful else "pending")
 
 
 def _routing_of(delivery: DeliveryRow) -> Routing:
@@ -110,16 +125,29 @@ def _routing_of(delivery: DeliveryRow) -> Routing:
                    deadline=delivery.deadline, priority=delivery.priority, target_category=delivery.target_category)
 
 
-def _mark_sending(session: Session, ctx: StepContext, delivery: DeliveryRow) -> None:
-    delivery.state = "sending"
-    delivery.tries += 1
+def _mark_sending(session: Session, ctx: StepContext, delivery: DeliveryRow) -> bool:
+    """Record 'sending' durably before the remote call, only while this worker still holds the
+    lease (a long batch can outlive it); renews the lease for the call. False: lease lost."""
+    now = ctx.clock()
+    taken = session.execute(
+        update(DeliveryRow)
+        .where(DeliveryRow.id == delivery.id, DeliveryRow.lease_owner == ctx.worker, DeliveryRow.lease_until > now)
+        .values(state="sending", tries=DeliveryRow.tries + 1, lease_until=now + ctx.lease)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not taken:
+        session.rollback()
+        return False
+    session.refresh(delivery)
     record_event(session, "sending", report_id=delivery.report_id, delivery_id=delivery.id, run_id=ctx.run_id,
                  target=delivery.target, external_ref=delivery.external_ref, try_number=delivery.tries)
-    session.commit()  # 'sending' must be durable before the remote call
+    session.commit()
+    return True
 
 
 def _delivered(session: Session, ctx: StepContext, delivery: DeliveryRow, receipt: DocumentReceipt, recovered: bool = False) -> str:
     now = ctx.clock()
+    session.refresh(delivery)  # poll may have recorded a later status while the call was under way
     delivery.state = "delivered"
     delivery.document_id = receipt.document_id
     delivery.delivered_at = now

@@ -15,7 +15,7 @@ from paht_bridge.ledger.models import DeliveryRow
 from paht_bridge.ledger.steps.context import StepContext, StepResult, log, report_from_row
 from paht_bridge.ledger.steps.status import refresh_status
 from paht_bridge.ledger.store import get_cursor, quarantine, record_event, set_cursor
-from paht_bridge.mappings.canonical import DOCUMENT_PROGRESS, CanonicalStatus, RawStatusChange, StatusChange, vietnam_now
+from paht_bridge.mappings.canonical import DOCUMENT_PROGRESS, CanonicalStatus, Quarantined, RawStatusChange, StatusChange, vietnam_now
 from paht_bridge.mappings.transforms import UnknownStatus, external_ref, map_status, reroute
 
 
@@ -32,9 +32,23 @@ def poll(ctx: StepContext) -> StepResult:
                     quarantine(session, ctx.mapping.deployment, bad, ctx.run_id, feed="changes")
                     result.add("quarantined")
                 for raw in page.items:
-                    result.add(_apply(session, ctx, target.name, raw))
+                    result.add(_apply_isolated(session, ctx, target.name, raw))
                 set_cursor(session, stream, page.next_cursor)
     return result
+
+
+def _apply_isolated(session: Session, ctx: StepContext, target: str, raw: RawStatusChange) -> str:
+    """Apply one change in a savepoint: a change we cannot apply is quarantined with why,
+    and the rest of the page (and its cursor) still commits."""
+    try:
+        with session.begin_nested():
+            return _apply(session, ctx, target, raw)
+    except Exception as error:  # noqa: BLE001 - one bad change must not stall the feed forever
+        log.exception("status change not applied target=%s ref=%s", target, raw.external_ref)
+        quarantine(session, ctx.mapping.deployment, Quarantined(
+            source=target, source_id=raw.external_ref, reason=f"could not apply: {error.__class__.__name__}: {error}"[:500],
+            raw=raw.model_dump_json(), payload=raw.model_dump_json()), ctx.run_id, feed="changes")
+        return "quarantined"
 
 
 def _apply(session: Session, ctx: StepContext, target: str, raw: RawStatusChange) -> str:

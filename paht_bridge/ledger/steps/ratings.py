@@ -14,7 +14,7 @@ from paht_bridge.ledger.models import RatingRow, ReportRow
 from paht_bridge.ledger.steps.context import StepContext, StepResult, log
 from paht_bridge.ledger.steps.status import active_delivery, refresh_status
 from paht_bridge.ledger.store import get_cursor, quarantine, record_event, set_cursor
-from paht_bridge.mappings.canonical import CanonicalStatus, Rating, RatingLevel, vietnam_now
+from paht_bridge.mappings.canonical import CanonicalStatus, Quarantined, Rating, RatingLevel, vietnam_now
 
 
 def ratings(ctx: StepContext) -> StepResult:
@@ -42,9 +42,11 @@ def _take_in(session: Session, ctx: StepContext, rating: Rating) -> str:
         return "repeated"
     report = session.scalar(select(ReportRow).where(ReportRow.source == rating.source, ReportRow.source_id == rating.source_id))
     if report is None:
-        record_event(session, "orphan_rating", report_id=None, run_id=ctx.run_id, source=rating.source,
-                     source_id=rating.source_id, rating_id=rating.rating_id)
-        return "orphan"
+        # The report is not in the ledger (quarantined, or its ingest failed): keep the rating, not just a note.
+        quarantine(session, ctx.mapping.deployment, Quarantined(
+            source=rating.source, source_id=rating.source_id, reason="rating for a report the ledger does not hold",
+            raw=rating.model_dump_json(exclude={"comment"}), payload=rating.model_dump_json()), ctx.run_id, feed="ratings")
+        return "orphan_quarantined"
     session.add(RatingRow(source=rating.source, rating_id=rating.rating_id, report_id=report.id, level=rating.level,
                           comment=rating.comment, rated_at=rating.rated_at))
     session.flush()

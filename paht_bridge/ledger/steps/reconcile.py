@@ -21,21 +21,41 @@ OUR_PREFIX = "PAHT-"
 
 def reconcile(ctx: StepContext) -> StepResult:
     result = StepResult(deployment=ctx.mapping.deployment, step="reconcile")
-    with ctx.sessions() as session:
-        for source in ctx.mapping.sources:
-            _reconcile_source(session, ctx, source.name, result)
-        for target in ctx.mapping.targets:
-            _reconcile_target(session, ctx, target.name, result)
-        session.commit()
+    # Each system is read whole before the ledger is written, and each write is short: a
+    # write transaction must not stay open across a full network scan (SQLite has one writer).
+    for source in ctx.mapping.sources:
+        remote = _source_ids(ctx, source.name)
+        with ctx.sessions() as session:
+            _reconcile_source(session, ctx, source.name, remote, result)
+            session.commit()
+    for target in ctx.mapping.targets:
+        latest = _target_codes(ctx, target.name)
+        with ctx.sessions() as session:
+            _reconcile_target(session, ctx, target.name, latest, result)
+            session.commit()
     log.info("reconcile deployment=%s counts=%s", ctx.mapping.deployment, result.counts)
     return result
 
 
-def _reconcile_source(session: Session, ctx: StepContext, source: str, result: StepResult) -> None:
+def _source_ids(ctx: StepContext, source: str) -> set[str]:
     remote: set[str] = set()
     for page in ctx.connectors.source(source).reports_since(None):
         remote.update(report.source_id for report in page.items)
         remote.update(bad.source_id for bad in page.quarantined if bad.source_id)
+    return remote
+
+
+def _target_codes(ctx: StepContext, target: str) -> dict[str, str]:
+    """The latest raw status of every document of ours in the target."""
+    latest: dict[str, str] = {}
+    for page in ctx.connectors.target(target).changes_since(None):
+        for change in page.items:
+            if change.external_ref.startswith(OUR_PREFIX):
+                latest[change.external_ref] = change.raw_code  # the feed is oldest first
+    return latest
+
+
+def _reconcile_source(session: Session, ctx: StepContext, source: str, remote: set[str], result: StepResult) -> None:
     known = set(session.scalars(select(ReportRow.source_id).where(ReportRow.source == source)))
     quarantined = set(session.scalars(select(QuarantineRow.source_id).where(QuarantineRow.source == source)))
     result.add(f"{source}.reports_at_source", len(remote))
@@ -49,12 +69,7 @@ def _reconcile_source(session: Session, ctx: StepContext, source: str, result: S
         result.add("unknown_to_source")
 
 
-def _reconcile_target(session: Session, ctx: StepContext, target: str, result: StepResult) -> None:
-    latest: dict[str, str] = {}
-    for page in ctx.connectors.target(target).changes_since(None):
-        for change in page.items:
-            if change.external_ref.startswith(OUR_PREFIX):
-                latest[change.external_ref] = change.raw_code  # the feed is oldest first
+def _reconcile_target(session: Session, ctx: StepContext, target: str, latest: dict[str, str], result: StepResult) -> None:
     deliveries = {d.external_ref: d for d in session.scalars(select(DeliveryRow).where(DeliveryRow.target == target))}
     delivered = {ref for ref, d in deliveries.items() if d.state == "delivered"}
     result.add(f"{target}.documents_at_target", len(latest))
