@@ -76,13 +76,16 @@ def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator["SandboxStack"]:  # noqa: F821 - imported lazily
-    """Every stand-in, in this process, on free loopback ports."""
+@pytest.fixture
+def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator["SandboxStack"]:  # noqa: F821 - imported lazily
+    """Every stand-in with no seeded reports (each test loads its own), and the Airflow
+    Connections pointed at them."""
     from paht_bridge.sandbox.stack import SandboxStack
 
-    stack = SandboxStack()
-    stack.start()
+    stack = SandboxStack(seed_reports=False)
+    urls = stack.start()
+    for key, value in urls.connection_env().items():
+        monkeypatch.setenv(key, value)
     yield stack
     stack.stop()
 

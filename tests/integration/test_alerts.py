@@ -36,16 +36,6 @@ def webhook(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
     server.stop()
 
 
-@pytest.fixture
-def stack(monkeypatch: pytest.MonkeyPatch) -> SandboxStack:
-    stack = SandboxStack(seed_reports=False)
-    urls = stack.start()
-    for key, value in urls.connection_env().items():
-        monkeypatch.setenv(key, value)
-    yield stack
-    stack.stop()
-
-
 def quang_tri_with_webhook(**target_changes: object) -> Deployment:
     data = deployment("quang_tri").model_dump(mode="json")
     data["alerts"]["webhook_connection_id"] = "paht_ioc_alerts"

@@ -23,16 +23,6 @@ STREAM = "quangtri_ioc:reports"
 START, END = date(2026, 10, 6), date(2026, 10, 10)
 
 
-@pytest.fixture
-def stack(monkeypatch: pytest.MonkeyPatch) -> SandboxStack:
-    stack = SandboxStack(seed_reports=False)
-    urls = stack.start()
-    for key, value in urls.connection_env().items():
-        monkeypatch.setenv(key, value)
-    yield stack
-    stack.stop()
-
-
 def context(url: str) -> StepContext:
     """Quảng Trị with small pages, so a backfill walks several of them."""
     data = deployment("quang_tri").model_dump(mode="json")

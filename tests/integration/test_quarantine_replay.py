@@ -21,16 +21,6 @@ from paht_bridge.sandbox.citizen_app import load_seed_reports
 from paht_bridge.sandbox.stack import SandboxStack
 
 
-@pytest.fixture
-def stack(monkeypatch: pytest.MonkeyPatch) -> SandboxStack:
-    stack = SandboxStack(seed_reports=False)
-    urls = stack.start()
-    for key, value in urls.connection_env().items():
-        monkeypatch.setenv(key, value)
-    yield stack
-    stack.stop()
-
-
 def context(url: str, name: str) -> StepContext:
     mapping = deployment(name)
     return StepContext(mapping=mapping, sessions=sessions(url), connectors=AirflowConnectors(mapping), run_id=f"test-{name}")
