@@ -17,7 +17,6 @@ from paht_bridge.mappings.canonical import vietnam_now
 from paht_bridge.mappings.config import Deployment, deployment
 from paht_bridge.sandbox.backlog import synthetic_reports
 from paht_bridge.sandbox.server import LoopbackServer
-from paht_bridge.sandbox.stack import SandboxStack
 
 
 @pytest.fixture
