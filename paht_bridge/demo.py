@@ -8,6 +8,7 @@ of citizen ratings between rounds) until every report has been rated or nothing 
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -82,6 +83,9 @@ class DagRunner:
         self._log = open(log_file, "a", buffering=1)  # noqa: SIM115 - closed in close()
         with self._quiet():
             bag = DagBag(str(DAGS_FOLDER))
+        for handler in logging.getLogger().handlers:  # Airflow's console handlers write to the log file instead
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+                handler.setStream(self._log)
         if bag.import_errors:
             raise RuntimeError(f"DAG import errors: {bag.import_errors}")
         self.dags = {dag_id: bag.get_dag(dag_id) for dag_id in (*LIFECYCLE, RECONCILE)}
@@ -165,6 +169,7 @@ def run_demo(home: Path, console: Console | None = None, max_rounds: int = 20, s
         finally:
             runner.close()
         console.print(f"  reconciliation (ledger vs every app and document system): {drift_summary()}")
+        console.print(f"  alerts raised: {alert_summary()} (the seeded reports are weeks old; details in {log_file.name})")
     print_summary(console)
     return home
 
@@ -178,6 +183,18 @@ def drift_summary() -> str:
     with sessions()() as session:
         drift = session.scalar(select(func.count(EventRow.id)).where(EventRow.kind == "drift"))
     return "no drift" if not drift else f"{drift} drift finding(s): see the events of kind 'drift'"
+
+
+def alert_summary() -> str:
+    from sqlalchemy import func, select
+
+    from paht_bridge.ledger.db import sessions
+    from paht_bridge.ledger.models import EventRow
+
+    with sessions()() as session:
+        counts = dict(session.execute(select(EventRow.kind, func.count(EventRow.id))
+                                      .where(EventRow.kind.in_(("overdue", "backend_alert"))).group_by(EventRow.kind)).all())
+    return f"{counts.get('overdue', 0)} report(s) past their deadline, {counts.get('backend_alert', 0)} failing back end(s)"
 
 
 def print_summary(console: Console) -> None:

@@ -77,6 +77,7 @@ def migrate(url: str | None = None) -> None:
     if url in _migrated:
         return
     config = alembic_config(url)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # not a word when there is nothing to do
     with engine(url).begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
