@@ -127,7 +127,8 @@ def _backfill(args: argparse.Namespace) -> int:
     from paht_bridge.ledger.backfill import PageDone, backfill
     from paht_bridge.ledger.db import migrate, sessions
     from paht_bridge.ledger.steps import StepContext
-    from paht_bridge.ledger.steps.context import StepFailed
+    from paht_bridge.connectors.errors import ConnectorError
+    from paht_bridge.ledger.steps.context import partial_result
     from paht_bridge.mappings.config import deployment, deployment_names
 
     if args.to < args.start:
@@ -140,7 +141,7 @@ def _backfill(args: argparse.Namespace) -> int:
     console = Console()
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[pages]} pages, {task.completed} reports"),
                TimeElapsedColumn())
-    failed: StepFailed | None = None
+    failed: ConnectorError | None = None
     with Progress(*columns, console=console) as bar:
         task = bar.add_task(f"backfill {args.deployment} {args.start}…{args.to}", total=None, pages=0)
 
@@ -149,8 +150,8 @@ def _backfill(args: argparse.Namespace) -> int:
 
         try:
             result = backfill(ctx, args.start, args.to, progress=page_done)
-        except StepFailed as error:
-            failed, result = error, error.result
+        except ConnectorError as error:
+            failed, result = error, partial_result(error)
     counts = result.counts
     n = counts.get
     console.print(f"{args.deployment} {args.start}…{args.to}: "

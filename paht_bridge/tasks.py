@@ -12,7 +12,7 @@ from paht_bridge.connectors.hooks import AirflowConnectors
 from paht_bridge.ledger.db import migrate, sessions
 from paht_bridge.ledger.models import RunRow
 from paht_bridge.ledger.steps import STEPS, StepContext
-from paht_bridge.ledger.steps.context import StepFailed
+from paht_bridge.ledger.steps.context import partial_result
 from paht_bridge.mappings.canonical import vietnam_now
 from paht_bridge.mappings.config import deployment
 from paht_bridge.privacy import install_log_masking
@@ -33,11 +33,10 @@ def run_step(step: str, deployment_name: str, run_id: str, dag_id: str | None = 
     ctx = StepContext(mapping=mapping, sessions=make_session, connectors=AirflowConnectors(mapping), run_id=run_id)
     try:
         result = STEPS[step](ctx)
-    except StepFailed as error:  # part of the batch went through: keep its counts on the run
-        _finish(make_session, run.id, "failed", error.result.counts, error.result.errors)
-        raise
     except Exception as error:
-        _finish(make_session, run.id, "failed", {}, [f"{error.__class__.__name__}: {error}"])
+        partial = partial_result(error)  # part of the batch may have gone through: keep its counts
+        _finish(make_session, run.id, "failed", partial.counts if partial else {},
+                partial.errors if partial else [f"{error.__class__.__name__}: {error}"])
         raise
     _finish(make_session, run.id, "partial" if result.errors else "success", result.counts, result.errors)
     log.info("step done step=%s deployment=%s counts=%s", step, deployment_name, result.counts)

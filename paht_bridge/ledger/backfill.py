@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from paht_bridge.connectors.errors import ConnectorError
 from paht_bridge.ledger.models import QuarantineRow, ReportRow
-from paht_bridge.ledger.steps.context import StepContext, StepFailed, StepResult, log
+from paht_bridge.ledger.steps.context import StepContext, StepResult, log, reraise_after_others
 from paht_bridge.ledger.steps.ingest import take_in
 from paht_bridge.ledger.store import quarantine
 from paht_bridge.mappings.canonical import VIETNAM_TZ, Quarantined
@@ -57,7 +57,7 @@ def backfill(ctx: StepContext, start: date, end: date, progress: Progress | None
             result.errors.append(str(error))
             log.error("backfill stopped for deployment=%s source=%s error=%s", ctx.mapping.deployment, source.name, error)
     if failures:
-        raise StepFailed(f"{len(failures)} source(s) failed after the others were backfilled: {failures[0]}", result)
+        reraise_after_others(failures, result)
     return result
 
 

@@ -14,7 +14,8 @@ from paht_bridge.ledger.db import sessions
 from paht_bridge.ledger.models import QuarantineRow, ReportRow
 from paht_bridge.ledger.stats import trace
 from paht_bridge.ledger.steps import StepContext, ingest
-from paht_bridge.ledger.steps.context import StepFailed
+from paht_bridge.connectors.errors import ConnectorError
+from paht_bridge.ledger.steps.context import partial_result
 from paht_bridge.ledger.steps.ingest import replay_quarantine
 from paht_bridge.mappings.config import deployment
 from paht_bridge.sandbox.citizen_app import load_seed_reports
@@ -69,7 +70,7 @@ def test_one_broken_citizen_app_does_not_hold_up_the_other(stack: SandboxStack, 
         stack.citizen_states["dienbien_smart"].add_report(report)
     stack.chaos["quangtri_ioc"].configure(down=True)
     ctx = StepContext(mapping=mapping, sessions=sessions(ledger_url), connectors=AirflowConnectors(mapping), run_id="isolation")
-    with pytest.raises(StepFailed) as failed:
+    with pytest.raises(ConnectorError) as failed:  # the broken app's own typed error, raised last
         ingest(ctx)
-    assert failed.value.result.counts == {"received": 3}  # Điện Biên Smart's reports arrived anyway
-    assert "broken_app" in failed.value.result.errors[0]
+    assert failed.value.system == "broken_app"
+    assert partial_result(failed.value).counts == {"received": 3}  # Điện Biên Smart's reports arrived anyway

@@ -12,12 +12,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 from pydantic import BaseModel
 from sqlalchemy.orm import Session, sessionmaker
 
 from paht_bridge.connectors.base import CitizenSource, DocumentSystem
+from paht_bridge.connectors.errors import ConnectorError
 from paht_bridge.ledger.db import decrypt
 from paht_bridge.ledger.models import ReportRow
 from paht_bridge.mappings.canonical import Report, Reporter, vietnam_now
@@ -59,12 +60,17 @@ class StepResult(BaseModel):
         self.counts[key] = self.counts.get(key, 0) + n
 
 
-class StepFailed(RuntimeError):
-    """A step did what it could but part of it failed; carries the partial result."""
+def reraise_after_others(failures: list[ConnectorError], result: StepResult) -> NoReturn:
+    """Once the other sources are done, re-raise the first failed source's own typed error (so
+    callers still decide by its type), carrying the step's partial result for the run record."""
+    error = failures[0]
+    error.partial_result = result  # type: ignore[attr-defined]
+    raise error
 
-    def __init__(self, message: str, result: StepResult) -> None:
-        super().__init__(message)
-        self.result = result
+
+def partial_result(error: BaseException) -> StepResult | None:
+    """The counts a step had reached before ``error`` (see ``reraise_after_others``)."""
+    return getattr(error, "partial_result", None)
 
 
 def report_from_row(row: ReportRow) -> Report:

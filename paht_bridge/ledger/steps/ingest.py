@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from paht_bridge.ledger.db import decrypt, encrypt
 from paht_bridge.ledger.models import DeliveryRow, QuarantineRow, ReportRow
-from paht_bridge.ledger.steps.context import StepContext, StepFailed, StepResult, log
+from paht_bridge.ledger.steps.context import StepContext, StepResult, log, reraise_after_others
 from paht_bridge.ledger.steps.status import refresh_status
 from paht_bridge.connectors.errors import ConnectorError
 from paht_bridge.ledger.store import get_cursor, quarantine, record_event, set_cursor
@@ -34,7 +34,7 @@ def ingest(ctx: StepContext) -> StepResult:
             result.errors.append(str(error))
             log.error("ingest stopped for source=%s error=%s", source.name, error)
     if failures:
-        raise StepFailed(f"{len(failures)} source(s) failed after the others were ingested: {failures[0]}", result)
+        reraise_after_others(failures, result)
     return result
 
 
