@@ -17,7 +17,8 @@ from paht_bridge.ledger.models import DeliveryRow, QuarantineRow, ReportRow
 from paht_bridge.ledger.steps.context import StepContext, StepResult, log, reraise_after_others
 from paht_bridge.ledger.steps.status import refresh_status
 from paht_bridge.connectors.errors import ConnectorError
-from paht_bridge.ledger.store import get_cursor, quarantine, record_event, set_cursor
+from paht_bridge.ledger.steps.feed import consume_feed
+from paht_bridge.ledger.store import record_event
 from paht_bridge.mappings.admin_units import ResolvedUnits, resolve_units
 from paht_bridge.mappings.canonical import CanonicalStatus, Report, vietnam_now
 from paht_bridge.mappings.transforms import MappingProblem, external_ref, routes
@@ -40,19 +41,8 @@ def ingest(ctx: StepContext) -> StepResult:
 
 def _ingest_source(ctx: StepContext, name: str, page_size: int, result: StepResult) -> None:
     client = ctx.connectors.source(name)
-    stream = f"{name}:reports"
-    with ctx.sessions() as session:
-        cursor = get_cursor(session, stream)
-    for page in client.reports_since(cursor, page_size=page_size):
-        with ctx.sessions.begin() as session:
-            for bad in page.quarantined:
-                quarantine(session, ctx.mapping.deployment, bad, ctx.run_id)
-                result.add("quarantined")
-            for report in page.items:
-                result.add(take_in(session, ctx, report))
-            set_cursor(session, stream, page.next_cursor)
-        log.info("ingest page deployment=%s source=%s items=%d quarantined=%d cursor=%s",
-                 ctx.mapping.deployment, name, len(page.items), len(page.quarantined), page.next_cursor)
+    consume_feed(ctx, f"{name}:reports", lambda cursor: client.reports_since(cursor, page_size=page_size),
+                 lambda session, report: take_in(session, ctx, report), result, feed="reports")
 
 
 def take_in(session: Session, ctx: StepContext, report: Report) -> str:

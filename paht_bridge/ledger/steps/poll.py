@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 from paht_bridge.ledger.models import DeliveryRow
 from paht_bridge.ledger.steps.context import StepContext, StepResult, log, report_from_row
 from paht_bridge.ledger.steps.status import refresh_status
-from paht_bridge.ledger.store import get_cursor, quarantine, record_event, set_cursor
+from paht_bridge.ledger.steps.feed import consume_feed
+from paht_bridge.ledger.store import quarantine, record_event
 from paht_bridge.mappings.canonical import DOCUMENT_PROGRESS, CanonicalStatus, Quarantined, RawStatusChange, StatusChange, vietnam_now
 from paht_bridge.mappings.transforms import UnknownStatus, external_ref, map_status, reroute
 
@@ -23,17 +24,8 @@ def poll(ctx: StepContext) -> StepResult:
     result = StepResult(deployment=ctx.mapping.deployment, step="poll")
     for target in ctx.mapping.targets:
         client = ctx.connectors.target(target.name)
-        stream = f"{target.name}:changes"
-        with ctx.sessions() as session:
-            cursor = get_cursor(session, stream)
-        for page in client.changes_since(cursor):
-            with ctx.sessions.begin() as session:
-                for bad in page.quarantined:
-                    quarantine(session, ctx.mapping.deployment, bad, ctx.run_id, feed="changes")
-                    result.add("quarantined")
-                for raw in page.items:
-                    result.add(_apply_isolated(session, ctx, target.name, raw))
-                set_cursor(session, stream, page.next_cursor)
+        consume_feed(ctx, f"{target.name}:changes", client.changes_since,
+                     lambda session, raw, name=target.name: _apply_isolated(session, ctx, name, raw), result, feed="changes")
     return result
 
 

@@ -13,7 +13,8 @@ from paht_bridge.connectors.errors import ConnectorError, PermanentError
 from paht_bridge.ledger.models import RatingRow, ReportRow
 from paht_bridge.ledger.steps.context import StepContext, StepResult, log
 from paht_bridge.ledger.steps.status import active_delivery, refresh_status
-from paht_bridge.ledger.store import get_cursor, quarantine, record_event, set_cursor
+from paht_bridge.ledger.steps.feed import consume_feed
+from paht_bridge.ledger.store import quarantine, record_event
 from paht_bridge.mappings.canonical import CanonicalStatus, Quarantined, Rating, RatingLevel, vietnam_now
 
 
@@ -21,17 +22,8 @@ def ratings(ctx: StepContext) -> StepResult:
     result = StepResult(deployment=ctx.mapping.deployment, step="ratings")
     for source in ctx.mapping.sources:
         client = ctx.connectors.source(source.name)
-        stream = f"{source.name}:ratings"
-        with ctx.sessions() as session:
-            cursor = get_cursor(session, stream)
-        for page in client.ratings_since(cursor, page_size=source.page_size):
-            with ctx.sessions.begin() as session:
-                for bad in page.quarantined:
-                    quarantine(session, ctx.mapping.deployment, bad, ctx.run_id, feed="ratings")
-                    result.add("quarantined")
-                for rating in page.items:
-                    result.add(_take_in(session, ctx, rating))
-                set_cursor(session, stream, page.next_cursor)
+        consume_feed(ctx, f"{source.name}:ratings", lambda cursor, c=client, n=source.page_size: c.ratings_since(cursor, page_size=n),
+                     lambda session, rating: _take_in(session, ctx, rating), result, feed="ratings")
     _push(ctx, result)
     return result
 
