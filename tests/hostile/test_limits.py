@@ -31,7 +31,7 @@ def test_every_hook_hands_its_client_the_limits_of_the_connection_extra(monkeypa
     rest = RestDocsHook("paht_limits_test").get_client("tdoffice_dienbien")
     for client in (citizen, soap, rest):
         assert client.limits.max_title_chars == 20 and client.limits.allowed_media_types == {"image/jpeg", "application/pdf"}
-    assert soap._transport.max_bytes == 8192 and soap._transport.max_depth == 12  # noqa: SLF001
+    assert soap._soap.transport.max_bytes == 8192 and soap._soap.transport.max_depth == 12  # noqa: SLF001
     assert soap.max_attachment_bytes == 2048
 
 
