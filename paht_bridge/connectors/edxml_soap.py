@@ -12,9 +12,7 @@ receives can be checked without a server.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -26,8 +24,10 @@ from zeep.helpers import serialize_object
 
 from paht_bridge.connectors.errors import MalformedResponse, PermanentError
 from paht_bridge.connectors.limits import DEFAULT_LIMITS, ConnectorLimits
+from paht_bridge.connectors.outbound import NAME_LIMIT, aware, nfc, read_spooled, short_name, shorten  # noqa: F401 - NAME_LIMIT: part of this module's API
+from paht_bridge.connectors.outbound import outbound_text as _outbound
+from paht_bridge.connectors.outbound import xml_safe as _xml_safe
 from paht_bridge.connectors.soap import MESSAGE_CHARS, SoapCaller, _printable
-from paht_bridge.connectors.xml import xml_text
 from paht_bridge.mappings.canonical import (
     VIETNAM_TZ,
     DocumentReceipt,
@@ -39,7 +39,6 @@ from paht_bridge.mappings.canonical import (
     RatingLevel,
     RawStatusChange,
 )
-from paht_bridge.mappings.text import strip_markup
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +46,6 @@ WSDL_PATH = Path(__file__).resolve().parent / "wsdl" / "edxml_docsys.wsdl"
 BINDING = "{urn:paht-bridge:edxml-docsys}EdxmlDocsysSoapBinding"
 
 TEXT_LIMIT = 500  # Subject and Content, in characters
-NAME_LIMIT = 200  # AttachmentName
 COMMENT_LIMIT = 4000
 FULL_TEXT_NAME = "noi_dung_day_du.txt"  # "full content": the report text when Content had to be cut
 FULL_TEXT_NOTE = " … (toàn văn trong tệp đính kèm noi_dung_day_du.txt)"  # "full text in the attached file"
@@ -83,27 +81,6 @@ def ed_date(value: date | datetime) -> str:
     if isinstance(value, datetime):
         value = value.astimezone(VIETNAM_TZ).date()
     return value.strftime("%Y/%m/%d")
-
-
-def shorten(text: str, limit: int, note: str = "…") -> str:
-    """Cut ``text`` to ``limit`` characters, at a space when one is near, ending with ``note``."""
-    if len(text) <= limit:
-        return text
-    head = text[: limit - len(note)]
-    space = head.rfind(" ")
-    if space > len(head) - 40:  # a Vietnamese syllable is short: never cut one in half
-        head = head[:space]
-    return head.rstrip() + note
-
-
-def short_name(name: str, limit: int = NAME_LIMIT) -> str:
-    """Cut a file name to ``limit`` characters, keeping its extension."""
-    if len(name) <= limit:
-        return name
-    stem, dot, ext = name.rpartition(".")
-    if not dot or len(ext) > 10:
-        return name[:limit]
-    return stem[: limit - len(ext) - 1] + "." + ext
 
 
 def full_text_part(record: DocumentRecord, content_id: str) -> AttachmentPart | None:
@@ -169,31 +146,6 @@ def edxml_envelope(record: DocumentRecord, parts: Sequence[AttachmentPart], code
         },
         "edXMLBody": {"edXMLManifest": {"Reference": references}},
     })
-
-
-def _outbound(text: str) -> str:
-    """Plain text an agency's viewer can show safely: no markup, nothing XML cannot carry."""
-    return strip_markup(xml_text(text))
-
-
-def _xml_safe(value: Any) -> Any:
-    """Every string in a zeep message without the characters XML cannot hold (lxml refuses them)."""
-    if isinstance(value, str):
-        return xml_text(value)
-    if isinstance(value, dict):
-        return {key: _xml_safe(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_xml_safe(item) for item in value]
-    return value
-
-
-def nfc(value: Any) -> str | None:
-    return None if value is None else unicodedata.normalize("NFC", str(value)).strip()
-
-
-def aware(value: datetime) -> datetime:
-    """A time without a zone from a Vietnamese system is Vietnam time; all are given in it."""
-    return value.replace(tzinfo=VIETNAM_TZ) if value.tzinfo is None else value.astimezone(VIETNAM_TZ)
 
 
 # ---------------------------------------------------------------- the client
@@ -358,16 +310,5 @@ class EdxmlSoapClient:
 
     def _read(self, record: DocumentRecord, attachment: LocalAttachment, content_id: str) -> AttachmentPart:
         """Read a spooled file and check it is the one the source described."""
-        try:
-            data = attachment.path.read_bytes()
-        except OSError as exc:
-            raise PermanentError(
-                f"spooled attachment {attachment.name!r} cannot be read: {exc.__class__.__name__}",
-                system=self.name, operation="SendDocument", ref=record.external_ref,
-            ) from exc
-        if len(data) != attachment.size or hashlib.sha256(data).hexdigest() != attachment.sha256:
-            raise PermanentError(
-                f"spooled attachment {attachment.name!r} does not match its size or checksum",
-                system=self.name, operation="SendDocument", ref=record.external_ref,
-            )
+        data = read_spooled(attachment, system=self.name, operation="SendDocument", ref=record.external_ref)
         return AttachmentPart(content_id, attachment.name, attachment.media_type, data)

@@ -220,7 +220,7 @@ def test_route_and_build_document_never_give_an_envelope_the_edxml_schema_refuse
     assert not TAG_OPENER.search(header["Subject"]) and not TAG_OPENER.search(header["Content"])
     for reference in envelope["edXMLBody"]["edXMLManifest"]["Reference"]:
         assert len(reference["AttachmentName"]) <= NAME_LIMIT
-    message = SOAP_CLIENT._client.create_message(SOAP_CLIENT._service, "SendDocument", edXMLEnvelope=envelope)  # noqa: SLF001
+    message = SOAP_CLIENT._soap.client.create_message(SOAP_CLIENT._soap.service, "SendDocument", edXMLEnvelope=envelope)  # noqa: SLF001
     payload = soap_payload(etree.tostring(message))
     assert SCHEMA.validate(payload), SCHEMA.error_log.last_error
 
