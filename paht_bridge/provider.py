@@ -29,5 +29,16 @@ def get_provider_info() -> dict[str, Any]:
                 "hook-class-name": "paht_bridge.connectors.hooks.RestDocsHook",
                 "ui-field-behaviour": {"hidden-fields": ["login"], "relabeling": {"password": "Bearer token", "host": "Base URL"}},
             },
+            {
+                "connection-type": "paht_soap",
+                "hook-class-name": "paht_bridge.connectors.hooks.ConfiguredSoapHook",
+                "ui-field-behaviour": {"relabeling": {"host": "Base URL"},
+                                       "placeholders": {"extra": '{"timeout": 30, "path": "/service (default: the mapping soap.path)"}'}},
+            },
+            {
+                "connection-type": "paht_rest",
+                "hook-class-name": "paht_bridge.connectors.hooks.ConfiguredRestHook",
+                "ui-field-behaviour": {"relabeling": {"password": "Token or password", "host": "Base URL"}},
+            },
         ],
     }

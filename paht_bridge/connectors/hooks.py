@@ -17,7 +17,7 @@ from airflow.sdk import BaseHook
 
 from paht_bridge.connectors.base import CitizenSource, DocumentSystem
 from paht_bridge.connectors.limits import ConnectorLimits
-from paht_bridge.mappings.config import Deployment
+from paht_bridge.mappings.config import Deployment, Target
 
 
 def base_url(conn: Any) -> str:
@@ -92,8 +92,45 @@ class RestDocsHook(_ClientHook):
         return RestDocsClient(name, base_url(conn), token=conn.password, timeout=(5.0, self.timeout()), limits=self.limits())
 
 
+class ConfiguredSoapHook(_ClientHook):
+    """A SOAP document system described by a mapping's ``soap:`` section. Reads host/port/schema,
+    login/password (HTTP Basic), extra.timeout, extra.limits, extra.path (else the mapping's),
+    extra.wsdl (else the mapping's)."""
+
+    conn_type = "paht_soap"
+    hook_name = "PAHT SOAP document system (configured)"
+    default_conn_name = "paht_soap_default"
+
+    def get_client(self, name: str, spec: Target) -> DocumentSystem:
+        from paht_bridge.connectors.configured_soap import ConfiguredSoapClient
+
+        conn, wire = self.connection, spec.soap
+        extra = conn.extra_dejson
+        endpoint = base_url(conn) + extra.get("path", wire.path)
+        return ConfiguredSoapClient(name, endpoint, wire, wsdl=extra.get("wsdl"), username=conn.login, password=conn.password,
+                                    timeout=self.timeout(), limits=self.limits())
+
+
+class ConfiguredRestHook(_ClientHook):
+    """A REST document system described by a mapping's ``rest:`` section. Reads host/port/schema,
+    login and ``password`` (the bearer token, or Basic), extra.timeout, extra.limits."""
+
+    conn_type = "paht_rest"
+    hook_name = "PAHT REST document system (configured)"
+    default_conn_name = "paht_rest_default"
+
+    def get_client(self, name: str, spec: Target) -> DocumentSystem:
+        from paht_bridge.connectors.configured_rest import ConfiguredRestClient
+
+        conn = self.connection
+        return ConfiguredRestClient(name, base_url(conn), spec.rest, login=conn.login, password=conn.password,
+                                    timeout=(5.0, self.timeout()), limits=self.limits())
+
+
 SOURCE_HOOKS: dict[str, type[_ClientHook]] = {"citizen_app": CitizenAppHook}
 TARGET_HOOKS: dict[str, type[_ClientHook]] = {"edxml_soap": EdxmlSoapHook, "rest_docs": RestDocsHook}
+#: Targets described by their mapping: the hook needs the mapping's section too.
+CONFIGURED_TARGET_HOOKS: dict[str, type[_ClientHook]] = {"soap": ConfiguredSoapHook, "rest": ConfiguredRestHook}
 
 
 class AirflowConnectors:
@@ -112,5 +149,8 @@ class AirflowConnectors:
     def target(self, name: str) -> DocumentSystem:
         if name not in self._clients:
             spec = self.mapping.target(name)
-            self._clients[name] = TARGET_HOOKS[spec.kind](spec.connection_id).get_client(name)
+            if spec.kind in CONFIGURED_TARGET_HOOKS:
+                self._clients[name] = CONFIGURED_TARGET_HOOKS[spec.kind](spec.connection_id).get_client(name, spec)
+            else:
+                self._clients[name] = TARGET_HOOKS[spec.kind](spec.connection_id).get_client(name)
         return self._clients[name]

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from paht_bridge.mappings.canonical import CanonicalStatus, Text
+from paht_bridge.mappings.wire import RestWire, SoapWire
 
 DEPLOYMENTS_DIR = Path(__file__).parent / "deployments"
 
@@ -49,8 +50,12 @@ class Source(Strict):
 
 class Target(Strict):
     name: str
-    kind: Literal["edxml_soap", "rest_docs"]
+    #: ``edxml_soap`` and ``rest_docs`` are built-in connectors; ``soap`` and ``rest`` are
+    #: configured ones, described entirely by the ``soap:`` or ``rest:`` section below.
+    kind: Literal["edxml_soap", "rest_docs", "soap", "rest"]
     connection_id: str
+    soap: SoapWire | None = None
+    rest: RestWire | None = None
     #: raw back-end status code → canonical status; a code not listed is reported, never guessed.
     statuses: dict[str, CanonicalStatus]
     max_tries: int = Field(default=8, ge=1)
@@ -62,6 +67,16 @@ class Target(Strict):
     #: and still stops calling a dead one after ten calls.
     circuit_failures: int = Field(default=10, ge=1)
     circuit_cooldown_seconds: float = Field(default=300, gt=0)
+
+    @model_validator(mode="after")
+    def _wire_section_fits_kind(self) -> "Target":
+        wanted = {"soap": "soap", "rest": "rest"}.get(self.kind)
+        for section in ("soap", "rest"):
+            if section == wanted and getattr(self, section) is None:
+                raise ValueError(f"a target of kind {self.kind!r} needs its {section!r} section")
+            if section != wanted and getattr(self, section) is not None:
+                raise ValueError(f"a {section!r} section only belongs to a target of kind {section!r} (this one is {self.kind!r})")
+        return self
 
 
 class Category(Strict):

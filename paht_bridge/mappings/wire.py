@@ -1,0 +1,322 @@
+"""Wire mappings: where each canonical field goes in a back end's request, and where each
+answer field comes from, written in a deployment's YAML instead of in Python.
+
+A configured back end (``kind: soap`` or ``kind: rest``) names, per operation, a request
+built from *value specs* and an answer read by *paths*:
+
+- a value spec is a template (``"{subject}"``, ``"{due_date:%d/%m/%Y}"``: Python format
+  syntax over the operation's named fields, no attribute or index access), a raw value
+  (``{value: data}``: bytes, numbers, dates kept as they are), a table lookup
+  (``{lookup: priority, table: {0: THUONG, 1: KHAN}}``), a list built per item
+  (``{each: attachments, item: {TenTep: "{name}"}}``) or a constant (``{const: 1}``);
+  a request key is a dotted path (``VanBan.DonViNhan.MaDinhDanh``) and an empty value is
+  left out;
+- an answer path is dotted element names (SOAP: local names under the response element)
+  or JSON keys (REST), read by the connector.
+
+Every template's fields are checked when the mapping loads, so a typo fails ``paht
+validate`` with the file and line, not a delivery at 3 a.m.
+"""
+
+from __future__ import annotations
+
+import string
+from datetime import date, datetime
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+#: The fields each operation's request may use (the connector fills them).
+RECORD_FIELDS = frozenset({
+    "external_ref", "report_key", "agency_code", "agency_name", "sender_code", "sender_name", "subject", "content",
+    "content_full", "category", "priority", "issued_at", "issued_date", "due_date", "lat", "lon", "address", "ward",
+    "ward_code", "province", "province_code", "reporter_name", "reporter_phone", "attachments", "attachment_count",
+})
+ATTACHMENT_FIELDS = frozenset({"name", "media_type", "size", "sha256", "data", "index"})
+OPERATION_FIELDS: dict[str, frozenset[str]] = {
+    "create": RECORD_FIELDS,
+    "find": frozenset({"external_ref"}),
+    "changes": frozenset({"cursor", "limit"}),
+    "status": frozenset({"document_id"}),
+    "rating": frozenset({"document_id", "rating_id", "level", "comment", "rated_at", "source_id"}),
+}
+#: What each operation's answer must say (paths), and what it may.
+ANSWER_FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "create": (frozenset({"document_id"}), frozenset({"already_exists", "external_ref"})),
+    "find": (frozenset({"document_id"}), frozenset({"found", "items", "external_ref"})),
+    "changes": (frozenset({"items", "next_cursor"}), frozenset({"has_more"})),
+    "status": (frozenset(), frozenset({"item"})),
+    "rating": (frozenset(), frozenset()),
+}
+CHANGE_FIELDS_REQUIRED = frozenset({"external_ref", "document_id", "raw_code", "changed_at"})
+CHANGE_FIELDS = CHANGE_FIELDS_REQUIRED | {"answer", "answered_by"}
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Raw(_Spec):
+    """The field's value as it is (bytes for base64Binary, a date for xsd:date...)."""
+
+    value: str
+
+
+class Lookup(_Spec):
+    """A code from a table: ``priority`` 0 → ``THUONG``. A value not in the table is an error."""
+
+    lookup: str
+    table: dict[str, Any]
+
+    @field_validator("table", mode="before")
+    @classmethod
+    def _keys_as_text(cls, table: Any) -> Any:
+        """YAML reads ``0: THUONG`` with an int key; values are looked up by their text."""
+        return {str(key): value for key, value in table.items()} if isinstance(table, dict) else table
+
+
+class Const(_Spec):
+    const: Any
+
+
+class Each(_Spec):
+    """A list: one entry per item of ``each`` (only ``attachments`` today), built by ``item``."""
+
+    each: Literal["attachments"]
+    item: dict[str, "ValueSpec"]
+
+
+ValueSpec = Union[str, Raw, Lookup, Const, Each]
+Each.model_rebuild()
+
+
+def template_fields(template: str) -> list[str]:
+    """The field names a template uses; raises ValueError for syntax we do not allow."""
+    names = []
+    for _, name, spec, conversion in string.Formatter().parse(template):
+        if name is None:
+            continue
+        if not name or not name.isidentifier():
+            raise ValueError(f"template {template!r}: field {name!r} must be a plain name (no dots, indexes or positions)")
+        if conversion not in (None, "s"):
+            raise ValueError(f"template {template!r}: conversion !{conversion} is not allowed")
+        if spec and "{" in spec:
+            raise ValueError(f"template {template!r}: nested fields in a format spec are not allowed")
+        names.append(name)
+    return names
+
+
+def spec_fields(spec: ValueSpec) -> list[str]:
+    """Every field a value spec reads (an ``each`` item's fields are the item's own)."""
+    if isinstance(spec, str):
+        return template_fields(spec)
+    if isinstance(spec, Raw):
+        return [spec.value]
+    if isinstance(spec, Lookup):
+        return [spec.lookup]
+    if isinstance(spec, Each):
+        return [spec.each]
+    return []
+
+
+def check_request(request: dict[str, ValueSpec], allowed: frozenset[str], where: str) -> None:
+    """Raise ValueError naming the first request key whose spec uses a field not in ``allowed``."""
+    for key, spec in request.items():
+        if not key or any(not part for part in key.split(".")):
+            raise ValueError(f"{where}.{key}: a request key is a dotted path of names")
+        for name in spec_fields(spec):
+            if name not in allowed:
+                raise ValueError(f"{where}.{key}: unknown field {name!r} (known: {', '.join(sorted(allowed))})")
+        if isinstance(spec, Each):
+            check_request(spec.item, ATTACHMENT_FIELDS, f"{where}.{key}.item")
+
+
+# -- building a request ------------------------------------------------------------------------
+
+
+class MissingCode(ValueError):
+    """A value has no entry in a lookup table: the mapping, not the report, must change."""
+
+
+def render(spec: ValueSpec, context: dict[str, Any]) -> Any:
+    """The value of one spec over ``context``; None means "leave the element out"."""
+    if isinstance(spec, str):
+        fields = template_fields(spec)
+        if fields and all(context.get(name) in (None, "") for name in fields):
+            return None
+        text = spec.format_map({name: "" if context.get(name) is None else context[name] for name in fields})
+        return text or None
+    if isinstance(spec, Raw):
+        return context.get(spec.value)
+    if isinstance(spec, Lookup):
+        value = context.get(spec.lookup)
+        if value is None:
+            return None
+        key = str(value.value if hasattr(value, "value") else value)
+        if key not in spec.table:
+            raise MissingCode(f"no code for {spec.lookup}={key!r} in the mapping's table ({', '.join(map(str, spec.table))})")
+        return spec.table[key]
+    if isinstance(spec, Const):
+        return spec.const
+    # An empty list, not None: its parents stay (edXML wants an empty manifest, not none).
+    return [build(spec.item, item) for item in context.get(spec.each) or []]
+
+
+def build(request: dict[str, ValueSpec], context: dict[str, Any]) -> dict[str, Any]:
+    """A nested request (dicts and lists) from dotted keys; empty values are left out."""
+    result: dict[str, Any] = {}
+    for key, spec in request.items():
+        value = render(spec, context)
+        if value is None:
+            continue
+        *parents, leaf = key.split(".")
+        node = result
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return result
+
+
+# -- reading an answer ---------------------------------------------------------------------------
+
+
+def to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "y", "co", "có"):
+        return True
+    if text in ("false", "0", "no", "n", "khong", "không", ""):
+        return False
+    raise ValueError(f"{value!r} is not a boolean")
+
+
+def to_datetime(value: Any, time_format: str | None) -> datetime:
+    """An answer's time: an aware or naive datetime, ISO 8601 text, or text in ``time_format``."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day)
+    text = str(value).strip()
+    if time_format:
+        return datetime.strptime(text, time_format)
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+# -- the mapping sections ----------------------------------------------------------------------
+
+
+class Operation(_Spec):
+    """One call: what to send, and which answer paths mean what."""
+
+    name: str = Field(min_length=1)  # the WSDL operation (SOAP) or a label for errors (REST)
+    request: dict[str, ValueSpec] = {}
+    response: dict[str, str] = {}
+    #: For the change feed and the status call: where each change field is, relative to one item.
+    change: dict[str, str] = {}
+
+
+class RestCall(Operation):
+    method: Literal["GET", "POST", "PUT", "PATCH"] = "GET"
+    #: Path template under the connection's base URL: ``api/v2/van-ban-den/{document_id}``.
+    path: str
+    query: dict[str, ValueSpec] = {}
+    headers: dict[str, ValueSpec] = {}
+    #: ``json`` sends ``request`` as the body; ``multipart`` sends it as a JSON part named
+    #: ``json_part`` and streams each attachment as a part named ``file_part``.
+    body: Literal["none", "json", "multipart"] = "none"
+    json_part: str = "data"
+    file_part: str = "file"
+    #: HTTP statuses that carry an answer (others are failures, judged by status).
+    ok: tuple[int, ...] = (200, 201)
+    #: A status meaning "this request is invalid" whose body names the problem.
+    rejected: int | None = 422
+
+
+def _check_operations(operations: dict[str, Operation], kind: str) -> None:
+    problems = []
+    for op_name, op in operations.items():
+        where = f"{kind}.operations.{op_name}"
+        try:
+            check_request(op.request, OPERATION_FIELDS[op_name], f"{where}.request")
+            if isinstance(op, RestCall):
+                check_request(op.query, OPERATION_FIELDS[op_name], f"{where}.query")
+                check_request(op.headers, OPERATION_FIELDS[op_name], f"{where}.headers")
+                for name in template_fields(op.path):
+                    if name not in OPERATION_FIELDS[op_name]:
+                        raise ValueError(f"{where}.path: unknown field {name!r}")
+        except ValueError as exc:
+            problems.append(str(exc))
+            continue
+        required, optional = ANSWER_FIELDS[op_name]
+        missing = required - op.response.keys()
+        unknown = op.response.keys() - required - optional
+        if missing:
+            problems.append(f"{where}.response: missing {', '.join(sorted(missing))}")
+        if unknown:
+            problems.append(f"{where}.response: unknown answer field(s) {', '.join(sorted(unknown))}")
+        if op_name in ("changes", "status"):
+            lacking = CHANGE_FIELDS_REQUIRED - op.change.keys()
+            extra = op.change.keys() - CHANGE_FIELDS
+            if lacking:
+                problems.append(f"{where}.change: missing {', '.join(sorted(lacking))}")
+            if extra:
+                problems.append(f"{where}.change: unknown change field(s) {', '.join(sorted(extra))}")
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
+class _Wire(_Spec):
+    #: Text in answers' times when they are not ISO 8601 (``%d/%m/%Y %H:%M:%S``); a time
+    #: without a zone is Vietnam time.
+    time_format: str | None = None
+    #: Subject and content are cut to this many characters (at a word) when set; content cut
+    #: this way travels whole as a text attachment (edXML: 500).
+    text_limit: int | None = Field(default=None, ge=20)
+
+
+class SoapOperations(_Spec):
+    create: Operation
+    find: Operation
+    changes: Operation
+    status: Operation
+    rating: Operation | None = None
+
+
+class SoapWire(_Wire):
+    """A SOAP document system described by its WSDL and this mapping (``kind: soap``)."""
+
+    #: The vendor's WSDL, a local file: relative paths are read from the deployments folder.
+    wsdl: str
+    #: The binding to call, ``{namespace}Name``; may be left out when the WSDL has one.
+    binding: str | None = None
+    #: The service's path under the connection's host (a connection's ``extra.path`` wins).
+    path: str = "/"
+    operations: SoapOperations
+
+    @model_validator(mode="after")
+    def _operations_fit(self) -> "SoapWire":
+        _check_operations({k: v for k, v in self.operations if v is not None}, "soap")
+        return self
+
+
+class RestOperations(_Spec):
+    create: RestCall
+    find: RestCall
+    changes: RestCall
+    status: RestCall
+    rating: RestCall | None = None
+
+
+class RestWire(_Wire):
+    """A REST/JSON document system described by endpoint templates and JSON paths (``kind: rest``)."""
+
+    #: ``Authorization`` scheme for the connection's password: ``Bearer <password>``.
+    auth: Literal["bearer", "basic", "none"] = "bearer"
+    operations: RestOperations
+
+    @field_validator("operations")
+    @classmethod
+    def _operations_fit(cls, operations: RestOperations) -> RestOperations:
+        _check_operations({k: v for k, v in operations if v is not None}, "rest")
+        return operations
