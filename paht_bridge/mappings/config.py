@@ -41,11 +41,30 @@ class Agency(Strict):
         return value
 
 
+class Open311Options(Strict):
+    """How to read an Open311 GeoReport v2 server (``kind: open311``)."""
+
+    wire_format: Literal["json", "xml"] = "json"
+    jurisdiction_id: str | None = None
+    #: Requests are read in date windows this long (servers cap a window's results).
+    window_days: int = Field(default=30, ge=1, le=365)
+    #: Where the first run starts reading (ISO date); later runs go on from the cursor.
+    initial_start: str | None = None
+
+
 class Source(Strict):
     name: str
-    kind: Literal["citizen_app"]
+    #: ``citizen_app``: the provinces' REST JSON apps; ``open311``: any GeoReport v2 server.
+    kind: Literal["citizen_app", "open311"]
     connection_id: str
     page_size: int = Field(default=100, ge=1, le=1000)
+    open311: Open311Options | None = None
+
+    @model_validator(mode="after")
+    def _options_fit_kind(self) -> "Source":
+        if self.open311 is not None and self.kind != "open311":
+            raise ValueError(f"an 'open311' section only belongs to a source of kind 'open311' (this one is {self.kind!r})")
+        return self
 
 
 class Target(Strict):
