@@ -38,7 +38,7 @@ def record_context(
         short_content = shorten(content, text_limit, FULL_TEXT_NOTE)
         if short_content != content and with_data:
             data = content.encode("utf-8")
-            parts.append({"index": len(parts) + 1, "name": FULL_TEXT_NAME, "media_type": "text/plain; charset=utf-8",
+            parts.append({"index": len(parts) + 1, "name": FULL_TEXT_NAME, "media_type": "text/plain",  # UTF-8; some schemas refuse parameters
                           "size": len(data), "sha256": None, "data": data})
     location, unit, reporter = record.location, record.location.unit, record.reporter
     return {
