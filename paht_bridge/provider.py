@@ -30,6 +30,11 @@ def get_provider_info() -> dict[str, Any]:
                 "ui-field-behaviour": {"hidden-fields": ["login"], "relabeling": {"password": "Bearer token", "host": "Base URL"}},
             },
             {
+                "connection-type": "paht_open311",
+                "hook-class-name": "paht_bridge.connectors.hooks.Open311Hook",
+                "ui-field-behaviour": {"hidden-fields": ["login"], "relabeling": {"password": "API key", "host": "Base URL"}},
+            },
+            {
                 "connection-type": "paht_soap",
                 "hook-class-name": "paht_bridge.connectors.hooks.ConfiguredSoapHook",
                 "ui-field-behaviour": {"relabeling": {"host": "Base URL"},

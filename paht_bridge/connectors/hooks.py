@@ -17,7 +17,7 @@ from airflow.sdk import BaseHook
 
 from paht_bridge.connectors.base import CitizenSource, DocumentSystem
 from paht_bridge.connectors.limits import ConnectorLimits
-from paht_bridge.mappings.config import Deployment, Target
+from paht_bridge.mappings.config import Deployment, Source, Target
 
 
 def base_url(conn: Any) -> str:
@@ -58,6 +58,31 @@ class CitizenAppHook(_ClientHook):
 
         conn = self.connection
         return CitizenAppClient(name, base_url(conn), api_key=conn.password, timeout=(5.0, self.timeout()), limits=self.limits())
+
+
+class Open311Hook(_ClientHook):
+    """An Open311 GeoReport v2 server. Reads host/port/schema, ``password`` as the api_key,
+    extra.timeout, extra.limits; the mapping's ``open311`` section gives the format,
+    jurisdiction and date windows."""
+
+    conn_type = "paht_open311"
+    hook_name = "PAHT Open311 GeoReport v2 server"
+    default_conn_name = "paht_open311_default"
+
+    def get_client(self, name: str, spec: Source | None = None) -> CitizenSource:
+        from datetime import datetime
+
+        from paht_bridge.connectors.open311 import Open311Client
+        from paht_bridge.mappings.canonical import VIETNAM_TZ
+        from paht_bridge.mappings.config import Open311Options
+
+        conn, options = self.connection, (spec.open311 if spec else None) or Open311Options()
+        start = datetime.fromisoformat(options.initial_start) if options.initial_start else None
+        if start is not None and start.tzinfo is None:
+            start = start.replace(tzinfo=VIETNAM_TZ)
+        return Open311Client(name, base_url(conn), api_key=conn.password, jurisdiction_id=options.jurisdiction_id,
+                             wire_format=options.wire_format, timeout=(5.0, self.timeout()), limits=self.limits(),
+                             window_days=options.window_days, initial_start=start)
 
 
 class EdxmlSoapHook(_ClientHook):
@@ -127,7 +152,7 @@ class ConfiguredRestHook(_ClientHook):
                                     timeout=(5.0, self.timeout()), limits=self.limits())
 
 
-SOURCE_HOOKS: dict[str, type[_ClientHook]] = {"citizen_app": CitizenAppHook}
+SOURCE_HOOKS: dict[str, type[_ClientHook]] = {"citizen_app": CitizenAppHook, "open311": Open311Hook}
 TARGET_HOOKS: dict[str, type[_ClientHook]] = {"edxml_soap": EdxmlSoapHook, "rest_docs": RestDocsHook}
 #: Targets described by their mapping: the hook needs the mapping's section too.
 CONFIGURED_TARGET_HOOKS: dict[str, type[_ClientHook]] = {"soap": ConfiguredSoapHook, "rest": ConfiguredRestHook}
@@ -143,7 +168,8 @@ class AirflowConnectors:
     def source(self, name: str) -> CitizenSource:
         if name not in self._clients:
             spec = self.mapping.source(name)
-            self._clients[name] = SOURCE_HOOKS[spec.kind](spec.connection_id).get_client(name)
+            hook = SOURCE_HOOKS[spec.kind](spec.connection_id)
+            self._clients[name] = hook.get_client(name, spec) if spec.kind == "open311" else hook.get_client(name)
         return self._clients[name]
 
     def target(self, name: str) -> DocumentSystem:

@@ -27,8 +27,8 @@ from paht_bridge.mappings.config import DEPLOYMENTS_DIR, Deployment
 Loc = tuple[str | int, ...]
 
 #: ``routing.rules[3].also[0].target`` at the head of a cross-reference message.
-_DOTTED_PATH = re.compile(r"^(?P<path>[A-Za-z_]\w*(?:\[\d+\]|\.[A-Za-z_]\w*)*) ")
-_PATH_PART = re.compile(r"\.?([A-Za-z_]\w*)|\[(\d+)\]")
+_DOTTED_PATH = re.compile(r"^(?P<path>[A-Za-z_][\w-]*(?:\[\d+\]|\.[A-Za-z_][\w-]*)*):? ")
+_PATH_PART = re.compile(r"\.?([A-Za-z_][\w-]*)|\[(\d+)\]")
 #: ``category 'XD' has no province-wide routing rule``: the place is the category's own entry.
 _CATEGORY = re.compile(r"^category '(?P<code>[^']*)' ")
 
@@ -88,6 +88,14 @@ def write_json_schema(out: str | Path) -> Path:
 
 def _problems(error: dict, root: Node | None, file: str) -> list[Problem]:
     loc: Loc = tuple(error["loc"])
+    if loc and error["type"] == "value_error":
+        # A section's own check (a configured back end's ``soap:``/``rest:``) names each problem
+        # by its path inside the section: ``soap.operations.create.request.VanBan.X: ...``.
+        message = error["msg"].removeprefix("Value error, ")
+        parts = [_message_loc(part) for part in message.split("; ")]
+        if all(where and where[0] == loc[-1] for where, _ in parts):
+            return [Problem(file=file, line=_line(root, loc[:-1] + where), path=_dotted(loc[:-1] + where), message=rest.removeprefix(": "))
+                    for where, rest in parts]
     if loc or error["type"] != "value_error":
         message = error["msg"].removeprefix("Value error, ")
         return [Problem(file=file, line=_line(root, loc), path=_dotted(loc) or "(file)", message=message)]
@@ -119,11 +127,19 @@ def _line(root: Node | None, loc: Loc) -> int:
     if root is None:
         return 1
     node, line = root, root.start_mark.line
-    for part in loc:
-        found = _child(node, part)
-        if found is None:
-            continue
-        line, node = found
+    index = 0
+    while index < len(loc):
+        # A key may itself hold dots (a request path such as ``VanBan.TrichYeu``): try the
+        # longest run of the remaining parts as one key first.
+        for end in range(len(loc), index, -1):
+            key = loc[index] if end == index + 1 else ".".join(map(str, loc[index:end]))
+            found = _child(node, key)
+            if found is not None:
+                line, node = found
+                index = end
+                break
+        else:
+            index += 1
     return line + 1
 
 

@@ -315,8 +315,7 @@ class RestWire(_Wire):
     auth: Literal["bearer", "basic", "none"] = "bearer"
     operations: RestOperations
 
-    @field_validator("operations")
-    @classmethod
-    def _operations_fit(cls, operations: RestOperations) -> RestOperations:
-        _check_operations({k: v for k, v in operations if v is not None}, "rest")
-        return operations
+    @model_validator(mode="after")
+    def _operations_fit(self) -> "RestWire":
+        _check_operations({k: v for k, v in self.operations if v is not None}, "rest")
+        return self

@@ -1,0 +1,87 @@
+"""Wire mappings: requests built from value specs, and broken mappings caught with file and line."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from paht_bridge.connectors.answers import JsonAnswer, XmlAnswer
+from paht_bridge.mappings.validate import validate_text
+from paht_bridge.mappings.wire import (
+    Each,
+    Lookup,
+    MissingCode,
+    Raw,
+    build,
+    template_fields,
+)
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "mappings"
+
+
+def test_dotted_keys_nest_and_empty_values_are_left_out() -> None:
+    request = build(
+        {"VanBan.TrichYeu": "{subject}", "VanBan.HanXuLy": "{due_date:%d/%m/%Y}", "VanBan.ViTri.DiaChi": "{address}",
+         "VanBan.DoKhan": Lookup(lookup="priority", table={"0": "THUONG", "1": "KHAN"}), "Loai": "Phiếu chuyển"},
+        {"subject": "Ổ gà", "due_date": date(2026, 11, 27), "address": None, "priority": 1},
+    )
+    assert request == {"VanBan": {"TrichYeu": "Ổ gà", "HanXuLy": "27/11/2026", "DoKhan": "KHAN"}, "Loai": "Phiếu chuyển"}
+
+
+def test_each_builds_one_entry_per_attachment_and_raw_keeps_bytes() -> None:
+    spec = {"Tep": Each(each="attachments", item={"Ten": "att-{index:02d} {name}", "Du": Raw(value="data")})}
+    assert build(spec, {"attachments": [{"index": 1, "name": "a.jpg", "data": b"\xff\xd8"}]}) == {"Tep": [{"Ten": "att-01 a.jpg", "Du": b"\xff\xd8"}]}
+    assert build(spec, {"attachments": []}) == {"Tep": []}
+
+
+def test_a_value_missing_from_a_table_is_named() -> None:
+    with pytest.raises(MissingCode, match="priority='4'"):
+        build({"DoKhan": Lookup(lookup="priority", table={"0": "THUONG"})}, {"priority": 4})
+
+
+@pytest.mark.parametrize("template", ["{record.subject}", "{0}", "{subject[0]}", "{subject!r}"])
+def test_templates_only_name_plain_fields(template: str) -> None:
+    with pytest.raises(ValueError):
+        template_fields(template)
+
+
+def test_answers_are_read_by_local_name_and_json_path() -> None:
+    xml = etree.fromstring(b'<r:Resp xmlns:r="urn:a" xmlns:k="urn:b"><k:KetQua><k:MaVanBan>VB-1</k:MaVanBan></k:KetQua>'
+                           b'<k:BienDong><k:Ma>1</k:Ma></k:BienDong><k:BienDong><k:Ma>2</k:Ma></k:BienDong></r:Resp>')
+    answer = XmlAnswer(xml)
+    assert answer.get("KetQua.MaVanBan") == "VB-1" and answer.get("KetQua.Nope") is None
+    assert [item.get("Ma") for item in answer.all("BienDong")] == ["1", "2"]
+    data = JsonAnswer({"items": [{"id": "x", "don_vi": {"ten": "Sở"}}]})
+    assert data.get("items.0.don_vi.ten") == "Sở" and [i.get("id") for i in data.all("items")] == ["x"]
+
+
+def _broken(text: str, old: str, new: str) -> str:
+    assert old in text
+    return text.replace(old, new, 1)
+
+
+def test_validate_points_at_the_line_of_a_misspelt_field_in_a_configured_back_end() -> None:
+    text = (FIXTURES / "dien_bien.yaml").read_text(encoding="utf-8")
+    broken = _broken(text, 'trich_yeu: "{subject}"', 'trich_yeu: "{subjct}"')
+    problems = validate_text(broken, "dien_bien.yaml")
+    line = next(n for n, row in enumerate(broken.splitlines(), start=1) if "{subjct}" in row)
+    assert [(p.line, p.path) for p in problems] == [(line, "targets[0].rest.operations.create.request.trich_yeu")]
+    assert "unknown field 'subjct'" in problems[0].message
+
+
+def test_validate_names_a_missing_answer_path_and_a_section_of_the_wrong_kind() -> None:
+    text = (FIXTURES / "quang_tri.yaml").read_text(encoding="utf-8")
+    broken = _broken(text, "response: {document_id: DocId, already_exists: AlreadyExists}", "response: {already_exists: AlreadyExists}")
+    problems = validate_text(broken, "quang_tri.yaml")
+    assert [p.path for p in problems] == ["targets[0].soap.operations.create.response"]
+    assert problems[0].message == "missing document_id"
+    wrong_kind = _broken(text, "    kind: soap\n", "    kind: rest\n")
+    assert "a 'soap' section only belongs to a target of kind 'soap' (this one is 'rest')" in " ".join(p.message for p in validate_text(wrong_kind, "quang_tri.yaml"))
+
+
+def test_the_shipped_configured_fixtures_are_valid() -> None:
+    for path in FIXTURES.glob("*.yaml"):
+        assert validate_text(path.read_text(encoding="utf-8"), path.name) == []
