@@ -14,7 +14,7 @@ What is quarantined, and what is tolerated (each reason names the field and the 
   Paracel and Spratly islands lie outside it) or not finite; a time more than
   ``max_clock_skew_seconds`` in the future or before 2000; text with control characters,
   unpaired surrogates, or legacy-encoded Vietnamese (TCVN3/VNI/VISCII, or UTF-8 read as
-  cp1252) unless a ``legacy_text`` converter is configured; text over its length limit;
+  cp1252) that the ``legacy_text`` setting does not convert; text over its length limit;
   an attachment that is declared empty, over the size limit, of a type not allowed, named
   like a program, or fetched from a non-HTTP URL. Limits come from ``ConnectorLimits``;
   the checks beyond the wire shape live in ``citizen_checks``.
@@ -48,7 +48,7 @@ from urllib.parse import quote, urlsplit
 import requests
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from paht_bridge.connectors.citizen_checks import CATEGORY_CODE_CHARS, check_rating, check_report
+from paht_bridge.connectors.citizen_checks import CATEGORY_CODE_CHARS, check_rating, check_report, convert_legacy_fields
 from paht_bridge.connectors.content import SNIFF_BYTES, media_type_of, mismatch
 from paht_bridge.connectors.errors import MalformedResponse, RejectedContent, TransientError
 from paht_bridge.connectors.http import DEFAULT_TIMEOUT, HttpTransport
@@ -70,7 +70,8 @@ from paht_bridge.mappings.canonical import (
     nfc,
     vietnam_now,
 )
-from paht_bridge.mappings.text import legacy_encoding, strip_markup
+from paht_bridge.mappings.legacy_charsets import LegacyText
+from paht_bridge.mappings.text import strip_markup
 
 log = logging.getLogger(__name__)
 
@@ -384,8 +385,9 @@ class CitizenAppClient:
 
     ``name`` is the app's name in the deployment mapping (it becomes ``Report.source``);
     ``base_url`` and ``api_key`` come from the Airflow Connection (host, password), and
-    ``limits`` from its extra. ``legacy_text``, when given, converts text detected as
-    legacy-encoded Vietnamese (issue 4) instead of quarantining it; ``clock`` is what "the
+    ``limits`` from its extra. ``legacy_text`` (``Source.legacy_text``: reject, tcvn3, vni,
+    viscii or auto) says whether legacy-encoded Vietnamese is converted (issue 4) or
+    quarantined; ``clock`` is what "the
     future" is measured from. The constructor does no I/O; one HTTP session is reused.
     """
 
@@ -397,7 +399,7 @@ class CitizenAppClient:
         api_key: str | None = None,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         limits: ConnectorLimits = DEFAULT_LIMITS,
-        legacy_text: Callable[[str], str] | None = None,
+        legacy_text: LegacyText = "reject",
         clock: Callable[[], datetime] = vietnam_now,
     ) -> None:
         self.name = name
@@ -491,19 +493,16 @@ class CitizenAppClient:
         return items, quarantined
 
     def _converted(self, raw: object) -> object:
-        """``raw`` with legacy-encoded strings converted, when a converter is configured."""
-        if self._legacy_text is None:
-            return raw
-        if isinstance(raw, dict):
-            return {key: self._converted(value) for key, value in raw.items()}
-        if isinstance(raw, list):
-            return [self._converted(value) for value in raw]
-        if isinstance(raw, str) and legacy_encoding(raw):
-            try:
-                return self._legacy_text(raw)
-            except Exception as exc:  # noqa: BLE001 - a converter's failure is this item's problem
-                raise ValueError(f"legacy text converter failed ({exc.__class__.__name__})") from exc
-        return raw
+        """``raw`` with its legacy-encoded free text converted, as ``legacy_text`` allows."""
+        item, converted = convert_legacy_fields(raw, self._legacy_text)
+        if converted:
+            source_id = raw.get("id") if isinstance(raw, dict) else None
+            log.info(
+                "text.converted source=%s id=%s fields=%s charset=%s", self.name,
+                source_id if isinstance(source_id, str) and re.match(ID_PATTERN, source_id) else None,
+                ",".join(converted), ",".join(sorted(set(converted.values()))),
+            )
+        return item
 
     def _quarantine(self, raw: object, reason: str) -> Quarantined:
         source_id = raw.get("id") if isinstance(raw, dict) else None

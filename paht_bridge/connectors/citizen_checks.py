@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from paht_bridge.connectors.content import media_type_of
 from paht_bridge.connectors.limits import ConnectorLimits
 from paht_bridge.mappings.canonical import nfc
+from paht_bridge.mappings.legacy_charsets import LegacyText, convert_legacy_text
 from paht_bridge.mappings.text import strip_markup, text_problem, unusable_characters
 
 if TYPE_CHECKING:
@@ -35,6 +36,43 @@ PROGRAM_EXTENSIONS = frozenset({
     "exe", "dll", "scr", "com", "bat", "cmd", "msi", "ps1", "vbs", "vbe", "js", "jse", "wsf", "hta", "jar",
     "apk", "sh", "php", "html", "htm", "xhtml", "svg", "lnk", "reg", "cpl",
 })
+
+
+#: The free-text fields a legacy-text converter may rewrite (issue 4): what people wrote and
+#: the names of places and people. Ids, codes, URLs and phone numbers are never converted.
+LEGACY_TEXT_FIELDS = (
+    ("title",), ("description",), ("comment",), ("category", "name"), ("location", "address"),
+    ("location", "admin_unit", "province"), ("location", "admin_unit", "district"), ("location", "admin_unit", "ward"),
+    ("reporter", "full_name"),
+)
+
+
+def convert_legacy_fields(raw: object, mode: LegacyText) -> tuple[object, dict[str, str]]:
+    """``raw`` (a decoded JSON item) with its legacy-encoded free text converted as ``mode``
+    allows, and which fields were converted from what ("title" → "tcvn3"). The item itself
+    is not changed, so a quarantined item still shows what the app sent."""
+    if mode == "reject" or not isinstance(raw, dict):
+        return raw, {}
+    converted: dict[str, str] = {}
+    item = raw
+    for path in LEGACY_TEXT_FIELDS:
+        parents = [item]
+        for key in path[:-1]:
+            child = parents[-1].get(key)
+            if not isinstance(child, dict):
+                break
+            parents.append(child)
+        else:
+            value = parents[-1].get(path[-1])
+            if isinstance(value, str) and (fixed := convert_legacy_text(value, mode)):
+                # copy along the path only, leaving the app's item as it came
+                item = copies = dict(item)
+                for key in path[:-1]:
+                    copies[key] = dict(copies[key])
+                    copies = copies[key]
+                copies[path[-1]] = fixed[0]
+                converted[".".join(path)] = fixed[1]
+    return item, converted
 
 
 def check_report(wire: WireReport, limits: ConnectorLimits, now: datetime) -> list[str]:

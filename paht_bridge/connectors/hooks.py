@@ -47,17 +47,19 @@ class _ClientHook(BaseHook):
 
 
 class CitizenAppHook(_ClientHook):
-    """A citizen app's open API. Reads host/port/schema, ``password`` as the API key, extra.timeout, extra.limits."""
+    """A citizen app's open API. Reads host/port/schema, ``password`` as the API key, extra.timeout,
+    extra.limits; the mapping's ``legacy_text`` says whether legacy-encoded text is converted."""
 
     conn_type = "paht_citizen_app"
     hook_name = "PAHT citizen app"
     default_conn_name = "paht_citizen_app_default"
 
-    def get_client(self, name: str) -> CitizenSource:
+    def get_client(self, name: str, spec: Source | None = None) -> CitizenSource:
         from paht_bridge.connectors.citizen_app import CitizenAppClient
 
         conn = self.connection
-        return CitizenAppClient(name, base_url(conn), api_key=conn.password, timeout=(5.0, self.timeout()), limits=self.limits())
+        return CitizenAppClient(name, base_url(conn), api_key=conn.password, timeout=(5.0, self.timeout()), limits=self.limits(),
+                                legacy_text=spec.legacy_text if spec else "reject")
 
 
 class Open311Hook(_ClientHook):
@@ -168,8 +170,7 @@ class AirflowConnectors:
     def source(self, name: str) -> CitizenSource:
         if name not in self._clients:
             spec = self.mapping.source(name)
-            hook = SOURCE_HOOKS[spec.kind](spec.connection_id)
-            self._clients[name] = hook.get_client(name, spec) if spec.kind == "open311" else hook.get_client(name)
+            self._clients[name] = SOURCE_HOOKS[spec.kind](spec.connection_id).get_client(name, spec)
         return self._clients[name]
 
     def target(self, name: str) -> DocumentSystem:

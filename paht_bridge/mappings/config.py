@@ -59,6 +59,12 @@ class Source(Strict):
     connection_id: str
     page_size: int = Field(default=100, ge=1, le=1000)
     open311: Open311Options | None = None
+    #: Text in a legacy Vietnamese encoding (issue 4). ``reject``: quarantined with the reason
+    #: (the default). ``tcvn3``/``vni``/``viscii``: text that is that charset's bytes read as
+    #: cp1252/latin-1 is converted to Unicode. ``auto``: whichever of the three reads best is
+    #: used, and the item quarantined when none reads cleanly. Every mode but ``reject`` also
+    #: repairs UTF-8 read as cp1252 ("HÃ  Ná»™i"). See ``paht_bridge.mappings.legacy_charsets``.
+    legacy_text: Literal["reject", "tcvn3", "vni", "viscii", "auto"] = "reject"
 
     @model_validator(mode="after")
     def _options_fit_kind(self) -> "Source":
@@ -86,6 +92,12 @@ class Target(Strict):
     #: and still stops calling a dead one after ten calls.
     circuit_failures: int = Field(default=10, ge=1)
     circuit_cooldown_seconds: float = Field(default=300, gt=0)
+    #: The back end offers a change feed (``changes_since``). Without one (``false``) each poll
+    #: asks open documents for their status one by one, within ``poll_budget``.
+    change_feed: bool = True
+    #: Status requests one poll run may make to a back end without a change feed: the open
+    #: documents nearest their deadline first, then the ones polled longest ago.
+    poll_budget: int = Field(default=500, ge=1)
 
     @model_validator(mode="after")
     def _wire_section_fits_kind(self) -> "Target":
@@ -141,6 +153,31 @@ class Alerts(Strict):
     webhook_connection_id: str | None = None
 
 
+class Duplicates(Strict):
+    """When reports of one problem (phản ánh trùng, duplicate reports) share one document.
+
+    Several citizens often report the same pothole or the same pile of rubbish. A new report
+    that matches an earlier one on every rule below is linked to it: it gets no document of
+    its own, follows the earlier report's document, and its reporter still gets the answer
+    and can rate it. Off unless a deployment turns it on.
+    """
+
+    enabled: bool = False
+    #: How far apart (metres, great-circle) two reports' positions may be to be one problem.
+    max_distance_m: float = Field(default=150, gt=0, le=5000)
+    #: How far apart in time (hours, by the time the citizen reported) two reports may be.
+    max_hours: float = Field(default=72, gt=0, le=24 * 90)
+    #: How alike the title and description must be (0..1): the share of words they have in
+    #: common, accents, case and Vietnamese filler words aside (see ``ledger.duplicates``).
+    min_text_similarity: float = Field(default=0.5, ge=0, le=1)
+    #: Only reports of the same category are linked (a flooded street reported as traffic and
+    #: as drainage may need two agencies).
+    same_category: bool = True
+    #: When either report has no position: the same 2025-scheme ward counts as near. Off: a
+    #: report without a position is never linked.
+    same_ward_when_no_position: bool = True
+
+
 class Templates(Strict):
     subject: str = "[PAHT] {title}"
     content: str = "{description}\nĐịa điểm: {address}\nThời gian phản ánh: {created}\nMã phản ánh: {source_id}"
@@ -158,6 +195,7 @@ class Deployment(Strict):
     privacy: Privacy = Privacy()
     templates: Templates = Templates()
     alerts: Alerts = Alerts()
+    duplicates: Duplicates = Duplicates()
 
     @model_validator(mode="after")
     def _references_resolve(self) -> "Deployment":
@@ -179,6 +217,11 @@ class Deployment(Strict):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    @property
+    def final_status(self) -> str:
+        """Where a report's life ends here: rated, unless no source takes ratings (Open311)."""
+        return "rated" if any(s.kind != "open311" for s in self.sources) else "published"
 
     def source(self, name: str) -> Source:
         return next(s for s in self.sources if s.name == name)

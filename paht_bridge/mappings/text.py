@@ -10,7 +10,8 @@ of them) send HTML. Policy, applied by the citizen connector:
   stored or sent as XML: the report is quarantined with the field named.
 - **Legacy 8-bit text** (TCVN3/ABC, VNI-Windows or VISCII bytes read as cp1252/latin-1,
   the "Hµ Néi" look) and UTF-8 read as cp1252 ("HÃ  Ná»™i") cannot be routed or read by an
-  agency: quarantined with the reason unless a converter is configured (issue 4).
+  agency: quarantined with the reason unless the source's ``legacy_text`` setting converts
+  them (``paht_bridge.mappings.legacy_charsets``, issue 4).
 
 Detection is a heuristic over characters, not a dictionary: it looks for characters no
 Vietnamese word contains (``µ ¸ ¶ ø ï ö ñ ä``…) sitting next to letters, and for letter pairs
