@@ -25,16 +25,38 @@ def _trace(args: argparse.Namespace) -> int:
     migrate()
     with sessions()() as session:
         found = trace(session, args.report_id, args.source)
+        links = _duplicate_links(session, found)
     console = Console()
     if found is None:
         console.print(f"no report {args.report_id!r} in the ledger")
         return 1
     console.print(f"[bold]{found.report_key}[/bold] ({found.deployment}) — {found.title} — {found.locality or '?'} — now [bold]{found.status}[/bold]")
+    if links.get("linked_to"):
+        ref = links["linked_to"]
+        console.print(f"linked to {ref.source_id} ({ref.source}): the same problem, reported earlier; this report follows its document",
+                      highlight=False)
+    if links.get("duplicates"):
+        console.print(f"duplicates linked to it ({len(links['duplicates'])}): "
+                      + ", ".join(f"{d.source_id} ({d.source})" for d in links["duplicates"]), highlight=False)
     for event in found.events:
         detail = " ".join(f"{k}={v}" for k, v in event.detail.items() if v is not None)
         console.print(f"{event.at:%Y-%m-%d %H:%M:%S}  [bold]{event.kind:<14}[/bold] {event.status or '':<18} {detail}  [dim]run={event.run_id}[/dim]",
                       highlight=False)
     return 0
+
+
+def _duplicate_links(session: object, found: object) -> dict:
+    """The duplicate links of the report ``trace`` found (none for a quarantined one)."""
+    from sqlalchemy import select
+
+    from paht_bridge.ledger.ioc_views import duplicate_links
+    from paht_bridge.ledger.models import ReportRow
+
+    if found is None:
+        return {}
+    source, _, source_id = found.report_key.partition(":")
+    row = session.scalar(select(ReportRow).where(ReportRow.source == source, ReportRow.source_id == source_id))
+    return duplicate_links(session, row) if row is not None else {}
 
 
 def _stats(args: argparse.Namespace) -> int:
@@ -155,7 +177,8 @@ def _backfill(args: argparse.Namespace) -> int:
     counts = result.counts
     n = counts.get
     console.print(f"{args.deployment} {args.start}…{args.to}: "
-                  f"{n('received', 0) + n('needs_review', 0)} taken in ({n('needs_review', 0)} wait for IOC review), "
+                  f"{n('received', 0) + n('needs_review', 0) + n('linked_duplicate', 0)} taken in ({n('needs_review', 0)} wait for IOC review"
+                  + (f", {n('linked_duplicate')} linked to an earlier report of the same problem" if n('linked_duplicate') else "") + "), "
                   f"{n('repeated', 0) + n('updated', 0)} already there ({n('updated', 0)} updated), "
                   f"{n('quarantined', 0)} quarantined ({n('already_quarantined', 0)} were already), "
                   f"{n('outside_range', 0)} outside the range", highlight=False)

@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from paht_bridge.ledger.models import DeliveryRow, EventRow, QuarantineRow, RatingRow, ReportRow, RunRow
-from paht_bridge.ledger.steps.status import active_delivery
+from paht_bridge.ledger.steps.status import active_delivery, duplicates_of
 from paht_bridge.mappings.canonical import VIETNAM_TZ, CanonicalStatus, RatingLevel, vietnam_now
 from paht_bridge.privacy import mask_phones
 
@@ -176,7 +176,8 @@ def figures(session: Session, deployment: str | None = None, now: datetime | Non
     localities: dict[tuple[str, str], _Tally] = {}
     total = _Tally()
     for report in session.scalars(query):
-        delivery = active_delivery(report)
+        # A linked duplicate has no delivery: it waits on (and counts for) its primary's agency.
+        delivery = active_delivery(session.get(ReportRow, report.duplicate_of) if report.duplicate_of is not None else report)
         code, name = (delivery.agency_code, delivery.agency_name) if delivery else NO_AGENCY
         level = levels.get(report.id)
         agencies.setdefault((report.deployment, code), (name, _Tally()))[1].add(report, delivery, level, now)
@@ -342,6 +343,11 @@ class EventView(BaseModel):
     detail: dict
 
 
+class ReportRef(BaseModel):
+    source: str
+    source_id: str
+
+
 class ReportDetail(BaseModel):
     source: str
     source_id: str
@@ -357,6 +363,10 @@ class ReportDetail(BaseModel):
     rating: str | None
     deliveries: list[DeliveryView]
     events: list[EventView]
+    #: A duplicate (the same problem reported earlier by someone else): the report whose document it follows.
+    linked_to: ReportRef | None = None
+    #: A primary: the reports linked to it, which follow its document.
+    duplicates: list[ReportRef] = []
 
 
 def matching_reports(session: Session, source_id: str, source: str | None = None) -> list[ReportRow]:
@@ -400,7 +410,15 @@ def report_detail(session: Session, source_id: str, source: str | None = None, n
         events=[EventView(at=_vn(e.at), kind=e.kind, status=e.status, run_id=e.run_id,
                           document_ref=_document_ref(e, refs), detail=_masked(e.detail or {}))
                 for e in events],
+        **duplicate_links(session, report),
     )
+
+
+def duplicate_links(session: Session, report: ReportRow) -> dict:
+    """``linked_to`` and ``duplicates`` of a report, as ``ReportDetail`` has them."""
+    primary = session.get(ReportRow, report.duplicate_of) if report.duplicate_of is not None else None
+    return {"linked_to": ReportRef(source=primary.source, source_id=primary.source_id) if primary else None,
+            "duplicates": [ReportRef(source=d.source, source_id=d.source_id) for d in duplicates_of(session, report)]}
 
 
 def _document_ref(event: EventRow, refs: dict[int, str]) -> str | None:

@@ -51,7 +51,11 @@ class Base(DeclarativeBase):
 
 class ReportRow(Base):
     __tablename__ = "reports"
-    __table_args__ = (UniqueConstraint("source", "source_id", name="uq_reports_source_id"),)
+    __table_args__ = (
+        UniqueConstraint("source", "source_id", name="uq_reports_source_id"),
+        # Candidates for a duplicate: one deployment's reports of one category in a time window.
+        Index("ix_reports_duplicate_window", "deployment", "category", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     deployment: Mapped[str] = mapped_column(String(64), index=True)
@@ -79,6 +83,11 @@ class ReportRow(Base):
     # The canonical report without the reporter, to rebuild documents without asking the source again.
     payload: Mapped[dict] = mapped_column(JSON)
     problem: Mapped[str | None] = mapped_column(Text)  # why it waits for IOC review, if it does
+    # A duplicate (phản ánh trùng: the same problem reported again) has no delivery of its own:
+    # it follows its primary's document, and its own publication is recorded here.
+    duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("reports.id", name="fk_reports_duplicate_of"), index=True)
+    duplicate_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # on a primary: how many follow it
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # a duplicate's answer, at its own source
 
     deliveries: Mapped[list["DeliveryRow"]] = relationship(back_populates="report", order_by="DeliveryRow.attempt")
 

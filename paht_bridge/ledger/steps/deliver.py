@@ -156,7 +156,7 @@ def _delivered(session: Session, ctx: StepContext, delivery: DeliveryRow, receip
     if delivery.doc_status is None:
         delivery.doc_status, delivery.doc_status_at = CanonicalStatus.DELIVERED, now
     release(delivery)
-    refresh_status(session, delivery.report)
+    refresh_status(session, delivery.report, ctx.run_id)
     record_event(session, "delivered", report_id=delivery.report_id, delivery_id=delivery.id, run_id=ctx.run_id,
                  status=CanonicalStatus.DELIVERED, target=delivery.target, agency=delivery.agency_code,
                  external_ref=delivery.external_ref, document_id=receipt.document_id,

@@ -3,6 +3,11 @@
 Each page is one transaction: its reports, its quarantined items and the cursor that
 covers them commit together, so a crash can repeat a page (harmless: reports are keyed
 by source and id) but never skip one.
+
+Where the deployment turns ``duplicates`` on, a new report of a problem already reported
+(near in place and time, same category, similar text: ``ledger.duplicates``) is linked to
+that earlier report instead of being routed: no document of its own, it follows the
+earlier one's.
 """
 
 from __future__ import annotations
@@ -10,12 +15,13 @@ from __future__ import annotations
 import json
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from paht_bridge.ledger.db import decrypt, encrypt
+from paht_bridge.ledger.duplicates import Match, Sighting, best_match, window
 from paht_bridge.ledger.models import DeliveryRow, QuarantineRow, ReportRow
 from paht_bridge.ledger.steps.context import StepContext, StepResult, log, reraise_after_others
-from paht_bridge.ledger.steps.status import refresh_status
+from paht_bridge.ledger.steps.status import active_delivery, refresh_status
 from paht_bridge.connectors.errors import ConnectorError
 from paht_bridge.ledger.steps.feed import consume_feed
 from paht_bridge.ledger.store import record_event
@@ -69,6 +75,8 @@ def take_in(session: Session, ctx: StepContext, report: Report) -> str:
         record_event(session, "needs_review", report_id=row.id, run_id=ctx.run_id, status=CanonicalStatus.RECEIVED, reason=str(problem))
         log.warning("report needs IOC review report=%s reason=%s", report.key, problem)
         return "needs_review"
+    if ctx.mapping.duplicates.enabled and (found := _find_primary(session, ctx, row, report)) is not None:
+        return _link(session, ctx, row, *found)
     for lane, routing in enumerate(routings):
         delivery = DeliveryRow(
             report_id=row.id, deployment=ctx.mapping.deployment, attempt=1, lane=lane, external_ref=external_ref(report, 1, lane),
@@ -82,6 +90,59 @@ def take_in(session: Session, ctx: StepContext, report: Report) -> str:
                      deadline=routing.deadline.isoformat(), ward=units.current.ward if units.current else None)
     refresh_status(session, row)
     return "received"
+
+
+#: At most this many earlier reports are compared with a new one (a day's worth in one
+#: category of a busy province is a few dozen; the bound keeps a flood of one kind cheap).
+MAX_CANDIDATES = 1000
+
+#: A candidate's lead delivery in one of these document states cannot take duplicates: the
+#: agency gave it back or withdrew it (a refusal being re-routed has a new, open delivery).
+_CLOSED = frozenset({CanonicalStatus.REFUSED_BY_AGENCY, CanonicalStatus.RECALLED, CanonicalStatus.REJECTED_INVALID})
+
+
+def _find_primary(session: Session, ctx: StepContext, row: ReportRow, report: Report) -> tuple[ReportRow, Match] | None:
+    """The earlier report this one repeats, if any: the ledger narrows by deployment, category
+    and time window (indexed), then ``best_match`` compares place and text."""
+    rules = ctx.mapping.duplicates
+    start, end = window(report.created_at, rules)
+    query = (select(ReportRow)
+             .where(ReportRow.deployment == ctx.mapping.deployment, ReportRow.created_at >= start, ReportRow.created_at <= end,
+                    ReportRow.duplicate_of.is_(None), ReportRow.id != row.id)
+             .options(selectinload(ReportRow.deliveries))
+             .order_by(ReportRow.created_at.desc()).limit(MAX_CANDIDATES))
+    if rules.same_category:
+        query = query.where(ReportRow.category == report.category)
+    candidates = {c.id: c for c in session.scalars(query) if _can_lead(c)}
+    match = best_match(_sighting(row, report.description), (_sighting(c, c.payload.get("description") or "") for c in candidates.values()),
+                       rules)
+    return (candidates[match.primary_id], match) if match else None
+
+
+def _can_lead(candidate: ReportRow) -> bool:
+    """Still open or answered at its agency: not dead-lettered, refused for good or recalled."""
+    delivery = active_delivery(candidate)
+    return delivery is not None and delivery.state != "dead" and delivery.doc_status not in _CLOSED
+
+
+def _sighting(row: ReportRow, description: str) -> Sighting:
+    return Sighting(report_id=row.id, category=row.category, created_at=row.created_at, lat=row.lat, lon=row.lon,
+                    ward_code=row.ward_code, title=row.title, description=description)
+
+
+def _link(session: Session, ctx: StepContext, row: ReportRow, primary: ReportRow, match: Match) -> str:
+    """Link ``row`` to ``primary``'s document: no delivery of its own; both traces say so."""
+    row.duplicate_of = primary.id
+    primary.duplicate_count = ReportRow.duplicate_count + 1  # in SQL: two sources may link to one primary at once
+    session.flush()
+    why = match.model_dump(exclude={"primary_id"})
+    record_event(session, "linked_duplicate", report_id=row.id, run_id=ctx.run_id, status=refresh_status(session, row, ctx.run_id),
+                 primary=f"{primary.source}:{primary.source_id}", primary_id=primary.id, **why)
+    record_event(session, "duplicate_linked", report_id=primary.id, run_id=ctx.run_id,
+                 duplicate=f"{row.source}:{row.source_id}", duplicate_id=row.id, **why)
+    log.info("report linked as a duplicate report=%s primary=%s:%s similarity=%s distance_m=%s", f"{row.source}:{row.source_id}",
+             primary.source, primary.source_id, match.text_similarity, match.distance_m)
+    return "linked_duplicate"
 
 
 def replay_quarantine(ctx: StepContext, ids: list[int] | None = None) -> StepResult:

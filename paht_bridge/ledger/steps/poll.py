@@ -78,7 +78,7 @@ def _apply(session: Session, ctx: StepContext, target: str, raw: RawStatusChange
                  answered_by=change.answered_by)
     if change.status is CanonicalStatus.REFUSED_BY_AGENCY:
         _reroute(session, ctx, delivery)
-    refresh_status(session, delivery.report)
+    refresh_status(session, delivery.report, ctx.run_id)
     return change.status.value
 
 

@@ -1,7 +1,9 @@
 """Ratings: take citizens' ratings from each source and pass them on to the agency.
 
 A rating is stored once (keyed by source and rating id) with its cursor in the same
-transaction; pushing it to the document system is a separate, retryable step.
+transaction; pushing it to the document system is a separate, retryable step. A duplicate
+report's rating goes to its primary's document (under its own rating id, so each citizen's
+rating reaches the agency once).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ def _take_in(session: Session, ctx: StepContext, rating: Rating) -> str:
     session.add(RatingRow(source=rating.source, rating_id=rating.rating_id, report_id=report.id, level=rating.level,
                           comment=rating.comment, rated_at=rating.rated_at))
     session.flush()
-    refresh_status(session, report)
+    refresh_status(session, report, ctx.run_id)
     record_event(session, "rated", report_id=report.id, run_id=ctx.run_id, status=CanonicalStatus.RATED,
                  level=rating.level, rated_at=rating.rated_at.isoformat())
     return "rated"
@@ -55,7 +57,9 @@ def _push(ctx: StepContext, result: StepResult) -> None:
         ).all()
         for row in waiting:
             report = session.get(ReportRow, row.report_id)
-            delivery = active_delivery(report)
+            # A duplicate has no document of its own: its rating is about its primary's.
+            holder = session.get(ReportRow, report.duplicate_of) if report.duplicate_of is not None else report
+            delivery = active_delivery(holder)
             if delivery is None or delivery.document_id is None:
                 result.add("push_waiting")
                 continue
@@ -65,7 +69,8 @@ def _push(ctx: StepContext, result: StepResult) -> None:
                 ctx.connectors.target(delivery.target).post_rating(delivery.document_id, rating)
             except PermanentError as error:
                 row.push_error = str(error)
-                record_event(session, "rating_push_failed", report_id=report.id, delivery_id=delivery.id, run_id=ctx.run_id, error=str(error))
+                record_event(session, "rating_push_failed", report_id=report.id, delivery_id=delivery.id if holder is report else None,
+                             run_id=ctx.run_id, error=str(error))
                 session.commit()
                 result.add("push_failed")
                 continue
@@ -74,7 +79,9 @@ def _push(ctx: StepContext, result: StepResult) -> None:
                 result.add("push_deferred")
                 continue
             row.pushed_at, row.push_error = vietnam_now(), None
-            record_event(session, "rating_pushed", report_id=report.id, delivery_id=delivery.id, run_id=ctx.run_id,
-                         target=delivery.target, document_id=delivery.document_id, level=row.level)
+            record_event(session, "rating_pushed", report_id=report.id, delivery_id=delivery.id if holder is report else None,
+                         run_id=ctx.run_id, target=delivery.target, document_id=delivery.document_id, level=row.level,
+                         **({} if holder is report else {"external_ref": delivery.external_ref,
+                                                         "followed": f"{holder.source}:{holder.source_id}"}))
             session.commit()
             result.add("pushed")

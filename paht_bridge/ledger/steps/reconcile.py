@@ -5,11 +5,15 @@ so a person or a replay can act: reports a source has that the ledger lacks, doc
 target holds that the ledger does not know as delivered, deliveries the ledger calls
 delivered that the target does not have, and statuses that disagree. Each finding is an
 event on the report's trace (``drift``) and the counts go to the sync run.
+
+A linked duplicate (the same problem reported again) is a report at its source but has no
+document of its own by design: it is counted apart (``<source>.linked_duplicates``, so the
+ledger's reports and the targets' documents add up) and never reported as drift.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from paht_bridge.ledger.models import DeliveryRow, QuarantineRow, ReportRow
@@ -60,6 +64,9 @@ def _reconcile_source(session: Session, ctx: StepContext, source: str, remote: s
     quarantined = set(session.scalars(select(QuarantineRow.source_id).where(QuarantineRow.source == source)))
     result.add(f"{source}.reports_at_source", len(remote))
     result.add(f"{source}.reports_in_ledger", len(known))
+    linked = session.scalar(select(func.count(ReportRow.id)).where(ReportRow.source == source, ReportRow.duplicate_of.is_not(None)))
+    if linked:
+        result.add(f"{source}.linked_duplicates", linked)
     for source_id in sorted(remote - known - quarantined):
         record_event(session, "drift", report_id=None, run_id=ctx.run_id, kind_of_drift="missing_in_ledger",
                      source=source, source_id=source_id)
