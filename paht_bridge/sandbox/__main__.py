@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.desk_interval > 0:
         stack.soap_state.start_clock(args.desk_interval)
         stack.rest_state.start_clock(args.desk_interval)
+        stack.ioffice_state.start_clock(args.desk_interval)
         clocks = [Clock(state.rate_all, args.desk_interval).start() for state in stack.citizen_states.values()]
     for name, url in urls.urls.items():
         print(f"{name:20s} {url}")

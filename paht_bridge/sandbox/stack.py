@@ -1,8 +1,10 @@
 """The whole set of stand-ins the demo and the tests run against, on loopback.
 
-Two citizen apps (QuangTri IOC, Điện Biên Smart), the edXML-style SOAP document system
-for Quảng Trị and the TDOffice-style REST one for Điện Biên, each on its own port, plus
-the Airflow Connections (as ``AIRFLOW_CONN_*`` variables) that point the bridge at them.
+Two citizen apps (QuangTri IOC, Điện Biên Smart) and an Open311 GeoReport v2 server
+(Quảng Ninh); the edXML-style SOAP document system for Quảng Trị, the TDOffice-style REST
+one for Điện Biên and the iOffice-style SOAP one for Quảng Ninh (a different WSDL, spoken
+through the mapping alone), each on its own port, plus the Airflow Connections (as
+``AIRFLOW_CONN_*`` variables) that point the bridge at them.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import requests
 from paht_bridge.sandbox.chaos import Chaos
 from paht_bridge.sandbox.citizen_app import CitizenAppState, create_citizen_app, load_seed_reports
 from paht_bridge.sandbox.edxml_docsys import EdxmlDocsysState, create_edxml_app
+from paht_bridge.sandbox.ioffice_docsys import IofficeDocsysState, create_ioffice_app
+from paht_bridge.sandbox.open311 import Open311State, create_open311_app, load_open311_seeds
 from paht_bridge.sandbox.rest_docsys import RestDocsysState, create_rest_docsys_app
 from paht_bridge.sandbox.server import LoopbackServer
 
@@ -28,6 +32,8 @@ CONNECTIONS = {
     "paht_citizen_dienbien": ("dienbien_smart", "citizen"),
     "paht_qoffice_quangtri": ("qoffice_quangtri", "soap"),
     "paht_tdoffice_dienbien": ("tdoffice_dienbien", "rest"),
+    "paht_open311_quangninh": ("quangninh_open311", "citizen"),
+    "paht_ioffice_quangninh": ("ioffice_quangninh", "configured"),
 }
 
 
@@ -45,6 +51,8 @@ class SandboxUrls:
                 conn.update(password=CITIZEN_KEY, extra={"timeout": timeout})
             elif kind == "soap":
                 conn.update(login=SOAP_USER, password=SOAP_PASSWORD, extra={"timeout": timeout, "path": "/edxml"})
+            elif kind == "configured":  # the service path comes from the mapping
+                conn.update(login=SOAP_USER, password=SOAP_PASSWORD, extra={"timeout": timeout})
             else:
                 conn.update(password=REST_TOKEN, extra={"timeout": timeout})
             env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(conn)
@@ -82,6 +90,8 @@ class SandboxStack:
     citizen_states: dict[str, CitizenAppState] = field(default_factory=dict)
     soap_state: EdxmlDocsysState | None = None
     rest_state: RestDocsysState | None = None
+    ioffice_state: IofficeDocsysState | None = None
+    open311_state: Open311State | None = None
     #: stand-in name → its chaos layer (faults at given rates; calm by default)
     chaos: dict[str, Chaos] = field(default_factory=dict)
     seed_reports: bool = True
@@ -97,6 +107,11 @@ class SandboxStack:
         self._serve("qoffice_quangtri", create_edxml_app(self.soap_state), ports)
         self.rest_state = RestDocsysState(refuse_one_in=self.refuse_one_in, token=REST_TOKEN)
         self._serve("tdoffice_dienbien", create_rest_docsys_app(self.rest_state), ports)
+        requests_ = load_open311_seeds("quangninh_open311") if self.seed_reports else []
+        self.open311_state = Open311State(name="quangninh_open311", requests=requests_, api_key=CITIZEN_KEY)
+        self._serve("quangninh_open311", create_open311_app(self.open311_state), ports)
+        self.ioffice_state = IofficeDocsysState(refuse_one_in=self.refuse_one_in, username=SOAP_USER, password=SOAP_PASSWORD)
+        self._serve("ioffice_quangninh", create_ioffice_app(self.ioffice_state), ports)
         return self.urls
 
     def _serve(self, name: str, app: object, ports: dict[str, int]) -> None:
