@@ -41,7 +41,8 @@ def agency_stats(session: Session, deployment: str | None = None) -> list[Agency
     levels = {r.report_id: r.level for r in session.scalars(select(RatingRow))}
     table: dict[tuple[str, str], AgencyStats] = {}
     for report in session.scalars(query):
-        delivery = active_delivery(report)
+        # A linked duplicate has no delivery of its own: it counts with its primary's agency.
+        delivery = active_delivery(session.get(ReportRow, report.duplicate_of) if report.duplicate_of is not None else report)
         code, name = (delivery.agency_code, delivery.agency_name) if delivery else ("-", "(chờ IOC xem xét)")
         row = table.setdefault((report.deployment, code), AgencyStats(deployment=report.deployment, agency_code=code, agency_name=name))
         row.received += 1
@@ -51,7 +52,7 @@ def agency_stats(session: Session, deployment: str | None = None) -> list[Agency
             row.delivered += 1
         if delivery and delivery.answered_at and delivery.doc_status == "answered":
             row.answered += 1
-        if delivery and delivery.published_at:
+        if (report.published_at if report.duplicate_of is not None else delivery and delivery.published_at):
             row.published += 1
         if report.id in levels:
             row.rated += 1
