@@ -108,7 +108,7 @@ OUTCOME_STATUS: dict[CanonicalStatus, str] = {
 }
 
 #: Keys whose values are personal data wherever they sit in a payload.
-PERSONAL_KEYS = frozenset({"reporter", "full_name", "name", "phone", "phone_number", "mobile", "email", "citizen_id"})
+PERSONAL_KEYS = frozenset({"reporter", "full_name", "name", "phone", "phone_number", "mobile", "email", "citizen_id", "first_name", "last_name"})
 #: A Vietnamese phone number written anywhere in free text (0xx or +84, optional separators).
 PHONE_PATTERN = re.compile(r"(?<![\d.])(?:\+?84|0)(?:[\s.-]?\d){8,10}(?!\d)")
 

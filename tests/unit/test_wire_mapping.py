@@ -85,3 +85,20 @@ def test_validate_names_a_missing_answer_path_and_a_section_of_the_wrong_kind() 
 def test_the_shipped_configured_fixtures_are_valid() -> None:
     for path in FIXTURES.glob("*.yaml"):
         assert validate_text(path.read_text(encoding="utf-8"), path.name) == []
+
+
+def test_every_edxml_processing_status_is_mapped_and_an_unassigned_code_is_reported_not_guessed() -> None:
+    """QCVN 102:2016 defines 01–06, 13, 15 and 16 (07–12 and 14 are unassigned in every public
+    implementation found): each has a meaning in the mapping; anything else raises."""
+    from datetime import datetime
+
+    from paht_bridge.mappings.canonical import VIETNAM_TZ, RawStatusChange
+    from paht_bridge.mappings.config import deployment
+    from paht_bridge.mappings.transforms import UnknownStatus, map_status
+
+    mapping = deployment("quang_tri")
+    assert set(mapping.target("qoffice_quangtri").statuses) == {"01", "02", "03", "04", "05", "06", "13", "15", "16"}
+    raw = RawStatusChange(external_ref="PAHT-x", document_id="D1", raw_code="07", changed_at=datetime(2026, 11, 1, tzinfo=VIETNAM_TZ))
+    with pytest.raises(UnknownStatus, match="07"):
+        map_status(raw, "qoffice_quangtri", mapping)
+    assert map_status(raw.model_copy(update={"raw_code": "06"}), "qoffice_quangtri", mapping).status == "answered"
