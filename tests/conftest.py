@@ -90,6 +90,19 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator["SandboxStack"]:  # noqa:
     stack.stop()
 
 
+@pytest.fixture
+def seeded_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator["SandboxStack"]:  # noqa: F821 - imported lazily
+    """Every stand-in with its seeded reports, and the Airflow Connections pointed at them."""
+    from paht_bridge.sandbox.stack import SandboxStack
+
+    stack = SandboxStack()
+    urls = stack.start()
+    for key, value in urls.connection_env().items():
+        monkeypatch.setenv(key, value)
+    yield stack
+    stack.stop()
+
+
 @pytest.fixture(scope="session")
 def airflow_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator["AirflowApi"]:  # noqa: F821 - imported lazily
     """Airflow's whole API app (``create_app()``) in this process, with a logged-in user; built once (~15 s)."""

@@ -48,6 +48,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from paht_bridge.mappings.canonical import vietnam_now
+from paht_bridge.sandbox.faults import FaultSlot
 
 SEED_FILE = Path(__file__).parent / "seeds" / "citizen_reports.json"
 MAX_PAGE = 200
@@ -232,7 +233,7 @@ class _Stored:
     rating: dict[str, Any] | None = None
 
 
-class CitizenAppState:
+class CitizenAppState(FaultSlot):
     """Everything one citizen app holds, in memory; every method takes the lock."""
 
     def __init__(self, name: str, reports: list[dict[str, Any]], api_key: str = "sandbox-key") -> None:
@@ -390,22 +391,6 @@ class CitizenAppState:
             return wire, next_cursor, len(self._ratings) > next_cursor
 
     # faults and inspection
-
-    def set_fault(self, fault: FaultIn) -> None:
-        with self._lock:
-            self._fault, self._faults_left = fault, fault.count
-
-    def clear_faults(self) -> None:
-        with self._lock:
-            self._fault, self._faults_left = None, 0
-
-    def take_fault(self) -> FaultIn | None:
-        """The fault for this API call, if one is still armed."""
-        with self._lock:
-            if self._faults_left <= 0:
-                return None
-            self._faults_left -= 1
-            return self._fault
 
     def snapshot(self) -> list[dict[str, Any]]:
         """Every report's state, oldest change first, for test assertions."""

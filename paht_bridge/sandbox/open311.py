@@ -54,6 +54,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from paht_bridge.connectors.xml import xml_text
 from paht_bridge.mappings.canonical import VIETNAM_TZ, vietnam_now
 from paht_bridge.sandbox.citizen_app import CATEGORY_NAMES, CHUNK, attachment_bytes
+from paht_bridge.sandbox.faults import FaultSlot
 
 SEED_FILE = Path(__file__).parent / "seeds" / "open311_quangninh.json"
 FORMATS = ("json", "xml")
@@ -124,7 +125,7 @@ class _Stored:
     publish_calls: int = 0
 
 
-class Open311State:
+class Open311State(FaultSlot):
     """Everything one Open311 server holds, in memory; every method takes the lock.
 
     ``clock`` stamps requests changed by an update (tests pass a fixed one);
@@ -271,21 +272,6 @@ class Open311State:
             raise ApiError(404, f"jurisdiction_id {str(jurisdiction_id)[:60]} not found")
 
     # faults and inspection
-
-    def set_fault(self, fault: FaultIn) -> None:
-        with self._lock:
-            self._fault, self._faults_left = fault, fault.count
-
-    def clear_faults(self) -> None:
-        with self._lock:
-            self._fault, self._faults_left = None, 0
-
-    def take_fault(self) -> FaultIn | None:
-        with self._lock:
-            if self._faults_left <= 0:
-                return None
-            self._faults_left -= 1
-            return self._fault
 
     def snapshot(self) -> list[dict[str, Any]]:
         """Every request's state, oldest change first, in the shape every citizen stand-in

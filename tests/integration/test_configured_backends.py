@@ -30,16 +30,6 @@ def contexts(url: str, run_id: str) -> list[StepContext]:
     return [StepContext(mapping=m, sessions=sessions(url), connectors=AirflowConnectors(m), run_id=run_id) for m in mappings]
 
 
-@pytest.fixture
-def seeded_stack(monkeypatch: pytest.MonkeyPatch) -> SandboxStack:
-    stack = SandboxStack()
-    urls = stack.start()
-    for key, value in urls.connection_env().items():
-        monkeypatch.setenv(key, value)
-    yield stack
-    stack.stop()
-
-
 def test_configured_connectors_are_the_ones_in_use(seeded_stack: SandboxStack, tmp_path: Path) -> None:
     clients = {t.name: ctx.connectors.target(t.name) for ctx in contexts(f"sqlite:///{tmp_path / 'l.sqlite'}", "x") for t in ctx.mapping.targets}
     assert isinstance(clients["qoffice_quangtri"], ConfiguredSoapClient)

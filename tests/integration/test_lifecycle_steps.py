@@ -6,7 +6,6 @@ engines, including that running every step again changes nothing.
 
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import func, select
 
 from paht_bridge.connectors.hooks import AirflowConnectors
@@ -29,18 +28,8 @@ def one_round(url: str, run_id: str) -> None:
             step(ctx)
 
 
-@pytest.fixture
-def stack(monkeypatch: pytest.MonkeyPatch) -> SandboxStack:
-    stack = SandboxStack()
-    urls = stack.start()
-    for key, value in urls.connection_env().items():
-        monkeypatch.setenv(key, value)
-    yield stack
-    stack.stop()
-
-
-def test_every_seeded_report_goes_round_once_on_this_ledger(ledger_url: str, stack: SandboxStack) -> None:
-    urls = stack.urls
+def test_every_seeded_report_goes_round_once_on_this_ledger(ledger_url: str, seeded_stack: SandboxStack) -> None:
+    urls = seeded_stack.urls
     for round_no in range(12):
         one_round(ledger_url, f"round-{round_no}")
         urls.tick_desks()
