@@ -98,6 +98,10 @@ class Target(Strict):
     #: Status requests one poll run may make to a back end without a change feed: the open
     #: documents nearest their deadline first, then the ones polled longest ago.
     poll_budget: int = Field(default=500, ge=1)
+    #: Deliveries one deliver task sends to this target at once (each sender claims its own
+    #: batches under its own lease). Above 1 where the back end answers slowly but copes with
+    #: parallel calls; keep it within the Airflow pool's share for this system.
+    send_concurrency: int = Field(default=1, ge=1, le=32)
 
     @model_validator(mode="after")
     def _wire_section_fits_kind(self) -> "Target":

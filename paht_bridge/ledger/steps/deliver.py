@@ -11,17 +11,20 @@ from __future__ import annotations
 import hashlib
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from paht_bridge.connectors.base import CitizenSource
 from paht_bridge.connectors.errors import AmbiguousError, ConnectorError, MalformedResponse, PermanentError, TransientError
 from paht_bridge.ledger import circuit
-from paht_bridge.ledger.models import DeliveryRow
+from paht_bridge.ledger.models import CircuitRow, DeliveryRow
 from paht_bridge.ledger.steps.context import StepContext, StepResult, log, report_from_row
 from paht_bridge.ledger.steps.status import refresh_status
 from paht_bridge.ledger.store import claim_deliveries, record_event, release
@@ -30,26 +33,55 @@ from paht_bridge.mappings.transforms import build_document
 
 
 def deliver(ctx: StepContext) -> StepResult:
+    """Send every due delivery. A target with ``send_concurrency`` above 1 gets that many
+    senders at once (threads, each claiming its own batches under its own lease), so a back
+    end that answers slowly is not waited on one call at a time."""
+    if all(t.send_concurrency == 1 for t in ctx.mapping.targets):
+        return _deliver_batches(ctx, StepResult(deployment=ctx.mapping.deployment, step="deliver"))
+    names = [t.name for t in ctx.mapping.targets]
+    senders = [(t.name, n) for t in ctx.mapping.targets for n in range(t.send_concurrency)]
+    with ThreadPoolExecutor(max_workers=len(senders), thread_name_prefix="paht-deliver") as pool:
+        parts = list(pool.map(lambda sender: _deliver_batches(
+            replace(ctx, worker=f"{ctx.worker}-{sender[0]}-{sender[1]}"), StepResult(deployment=ctx.mapping.deployment, step="deliver"),
+            others=frozenset(n for n in names if n != sender[0])), senders))
     result = StepResult(deployment=ctx.mapping.deployment, step="deliver")
+    for part in parts:
+        for key, value in part.counts.items():
+            result.add(key, value)
+        result.errors += part.errors
+    if "targets_with_open_circuit" in result.counts:  # each sender of a blocked target counted it
+        result.counts["targets_with_open_circuit"] = sum(1 for t in names if any(
+            p.counts.get("targets_with_open_circuit") for (name, _), p in zip(senders, parts) if name == t))
+    return result
+
+
+def _deliver_batches(ctx: StepContext, result: StepResult, others: frozenset[str] = frozenset()) -> StepResult:
+    """Claim and send batches until nothing is due; ``others``: targets this sender leaves alone."""
     while True:
         with ctx.sessions() as session:
             now = ctx.clock()
-            blocked = frozenset(t.name for t in ctx.mapping.targets if circuit.is_open(session, t.name, now))
+            blocked = frozenset(t.name for t in ctx.mapping.targets if t.name not in others and circuit.is_open(session, t.name, now))
             batch = claim_deliveries(session, deployment=ctx.mapping.deployment, owner=ctx.worker,
                                      states=("pending", "unknown", "sending"), limit=ctx.batch_size, lease=ctx.lease,
-                                     now=now, skip_targets=blocked)
+                                     now=now, skip_targets=blocked | others)
             if not batch:
                 if blocked:
                     result.add("targets_with_open_circuit", len(blocked))
                 break
             opened: set[str] = set()
+            # Only a target half-open when the batch was claimed can need a probe: one read per batch, not per delivery.
+            half_open = frozenset(t for t in {d.target for d in batch} if circuit.is_half_open(session, t, now))
+            # A success need not reset a circuit that has no failures on record (nor this batch's).
+            troubled = set(session.scalars(select(CircuitRow.target).where(
+                CircuitRow.target.in_({d.target for d in batch}), (CircuitRow.failures > 0) | CircuitRow.open_until.is_not(None))))
+            session.info[_HEALTHY] = {d.target for d in batch} - troubled
             for delivery in batch:
                 if delivery.target in opened:  # the circuit opened mid-batch: leave the rest untouched
                     release(delivery)
                     session.commit()
                     result.add("held_by_open_circuit")
                     continue
-                probe = circuit.is_half_open(session, delivery.target, ctx.clock())
+                probe = delivery.target in half_open and circuit.is_half_open(session, delivery.target, ctx.clock())
                 outcome = _deliver_one(session, ctx, delivery, probe)
                 result.add(outcome)
                 if _circuit_update(session, ctx, delivery, outcome):
@@ -57,15 +89,18 @@ def deliver(ctx: StepContext) -> StepResult:
     return result
 
 
+#: ``session.info`` key: targets whose circuit has no failure on record in this batch.
+_HEALTHY = "paht_healthy_circuits"
+
+
 def _circuit_update(session: Session, ctx: StepContext, delivery: DeliveryRow, outcome: str) -> bool:
     """Feed the outcome to the target's circuit breaker; True when it just opened."""
     now = ctx.clock()
     if outcome in ("delivered", "already_there"):
-        circuit.record_success(session, delivery.target, now)
-        session.commit()
-        return False
+        return False  # recorded in the same commit as the delivery (``_delivered``)
     if outcome not in ("retry", "unknown"):
         return False
+    session.info.get(_HEALTHY, set()).discard(delivery.target)
     spec = ctx.mapping.target(delivery.target)
     opened = circuit.record_failure(session, spec, delivery.last_error or outcome, now)
     if opened:
@@ -129,16 +164,19 @@ def _mark_sending(session: Session, ctx: StepContext, delivery: DeliveryRow) -> 
     """Record 'sending' durably before the remote call, only while this worker still holds the
     lease (a long batch can outlive it); renews the lease for the call. False: lease lost."""
     now = ctx.clock()
-    taken = session.execute(
+    tries = session.execute(
         update(DeliveryRow)
         .where(DeliveryRow.id == delivery.id, DeliveryRow.lease_owner == ctx.worker, DeliveryRow.lease_until > now)
         .values(state="sending", tries=DeliveryRow.tries + 1, lease_until=now + ctx.lease)
+        .returning(DeliveryRow.tries)
         .execution_options(synchronize_session=False)
-    ).rowcount
-    if not taken:
+    ).scalar()
+    if tries is None:
         session.rollback()
         return False
-    session.refresh(delivery)
+    # What the UPDATE wrote, without reading the row back.
+    for key, value in (("state", "sending"), ("tries", tries), ("lease_until", now + ctx.lease)):
+        set_committed_value(delivery, key, value)
     record_event(session, "sending", report_id=delivery.report_id, delivery_id=delivery.id, run_id=ctx.run_id,
                  target=delivery.target, external_ref=delivery.external_ref, try_number=delivery.tries)
     session.commit()
@@ -147,7 +185,11 @@ def _mark_sending(session: Session, ctx: StepContext, delivery: DeliveryRow) -> 
 
 def _delivered(session: Session, ctx: StepContext, delivery: DeliveryRow, receipt: DocumentReceipt, recovered: bool = False) -> str:
     now = ctx.clock()
-    session.refresh(delivery)  # poll may have recorded a later status while the call was under way
+    # Poll may have recorded a later status while the call was under way: read it afresh.
+    table = DeliveryRow.__table__
+    status, status_at = session.execute(select(table.c.doc_status, table.c.doc_status_at).where(table.c.id == delivery.id)).one()
+    set_committed_value(delivery, "doc_status", status)
+    set_committed_value(delivery, "doc_status_at", status_at)
     delivery.state = "delivered"
     delivery.document_id = receipt.document_id
     delivery.delivered_at = now
@@ -156,7 +198,12 @@ def _delivered(session: Session, ctx: StepContext, delivery: DeliveryRow, receip
     if delivery.doc_status is None:
         delivery.doc_status, delivery.doc_status_at = CanonicalStatus.DELIVERED, now
     release(delivery)
-    refresh_status(session, delivery.report, ctx.run_id)
+    healthy = session.info.get(_HEALTHY)
+    if healthy is None or delivery.target not in healthy:
+        circuit.record_success(session, delivery.target, now)
+        if healthy is not None:
+            healthy.add(delivery.target)
+    refresh_status(session, delivery.report, ctx.run_id)  # the run goes on its duplicates' events
     record_event(session, "delivered", report_id=delivery.report_id, delivery_id=delivery.id, run_id=ctx.run_id,
                  status=CanonicalStatus.DELIVERED, target=delivery.target, agency=delivery.agency_code,
                  external_ref=delivery.external_ref, document_id=receipt.document_id,
@@ -201,6 +248,9 @@ def _dead(session: Session, ctx: StepContext, delivery: DeliveryRow, reason: str
 @contextmanager
 def _spooled_attachments(source: CitizenSource, report: Report) -> Iterator[list[LocalAttachment]]:
     """Fetch every attachment into a temporary file (streamed, hashed on the way) for the target."""
+    if not report.attachments:  # most reports: no spool folder to make and remove
+        yield []
+        return
     with tempfile.TemporaryDirectory(prefix="paht-att-") as folder:
         files: list[LocalAttachment] = []
         for index, attachment in enumerate(report.attachments):

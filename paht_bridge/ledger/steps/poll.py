@@ -4,18 +4,25 @@ Changes are mapped to canonical statuses by the target's status table; an unknow
 is recorded for the IOC and never guessed. An older or repeated change never overwrites a
 newer one. A refusal sends the report back to the IOC, which re-routes it once to the
 deployment's ``on_refusal`` agency.
+
+A back end without a change feed (``change_feed: false``) is asked for open documents'
+statuses one by one, within the target's ``poll_budget`` requests per run (DESIGN §10).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
+
+from paht_bridge.connectors.base import DocumentSystem
+from paht_bridge.connectors.errors import ConnectorError, PermanentError
+from paht_bridge.mappings.config import Target
 
 from paht_bridge.ledger.models import DeliveryRow
 from paht_bridge.ledger.steps.context import StepContext, StepResult, log, report_from_row
 from paht_bridge.ledger.steps.status import refresh_status
 from paht_bridge.ledger.steps.feed import consume_feed
-from paht_bridge.ledger.store import quarantine, record_event
+from paht_bridge.ledger.store import get_cursor, quarantine, record_event, set_cursor
 from paht_bridge.mappings.canonical import DOCUMENT_PROGRESS, CanonicalStatus, Quarantined, RawStatusChange, StatusChange, vietnam_now
 from paht_bridge.mappings.transforms import UnknownStatus, external_ref, map_status, reroute
 
@@ -24,9 +31,75 @@ def poll(ctx: StepContext) -> StepResult:
     result = StepResult(deployment=ctx.mapping.deployment, step="poll")
     for target in ctx.mapping.targets:
         client = ctx.connectors.target(target.name)
+        if not target.change_feed:
+            _poll_statuses(ctx, target, client, result)
+            continue
         consume_feed(ctx, f"{target.name}:changes", client.changes_since,
                      lambda session, raw, name=target.name: _apply_isolated(session, ctx, name, raw), result, feed="changes")
     return result
+
+
+#: Document states that no longer change at the agency: never spent budget on.
+_SETTLED = (CanonicalStatus.ANSWERED, CanonicalStatus.REFUSED_BY_AGENCY, CanonicalStatus.RECALLED,
+            CanonicalStatus.REJECTED_INVALID, CanonicalStatus.PUBLISHED, CanonicalStatus.RATED, CanonicalStatus.CLOSED)
+#: A back end failing this many status requests in a row is left for the next run.
+_FAILURES_IN_A_ROW = 5
+#: Status answers applied per transaction.
+_APPLY_BATCH = 100
+
+
+def _poll_statuses(ctx: StepContext, spec: Target, client: DocumentSystem, result: StepResult) -> None:
+    """Ask open documents for their status one at a time, at most ``spec.poll_budget`` requests.
+
+    Half the budget goes to the open documents nearest their deadline (overdue ones first);
+    the rest continues a rotation over all open documents from where the previous run
+    stopped (its position is a cursor), so the ones polled longest ago come next and every
+    open document is asked in turn, however many there are.
+    """
+    rotation_stream = f"{spec.name}:status-rotation"
+    open_documents = select(DeliveryRow.id, DeliveryRow.document_id).where(
+        DeliveryRow.deployment == ctx.mapping.deployment, DeliveryRow.target == spec.name, DeliveryRow.state == "delivered",
+        DeliveryRow.document_id.is_not(None), or_(DeliveryRow.doc_status.is_(None), DeliveryRow.doc_status.not_in(_SETTLED)))
+    with ctx.sessions() as session:
+        urgent = session.execute(open_documents.order_by(DeliveryRow.deadline, DeliveryRow.id).limit((spec.poll_budget + 1) // 2)).all()
+        taken = {row.id for row in urgent}
+        after = int(get_cursor(session, rotation_stream) or 0)
+        rotation = session.execute(open_documents.where(DeliveryRow.id > after, DeliveryRow.id.not_in(taken))
+                                   .order_by(DeliveryRow.id).limit(spec.poll_budget - len(urgent))).all()
+        if len(urgent) + len(rotation) < spec.poll_budget:  # the end of the rotation: wrap around
+            taken |= {row.id for row in rotation}
+            rotation += session.execute(open_documents.where(DeliveryRow.id <= after, DeliveryRow.id.not_in(taken))
+                                        .order_by(DeliveryRow.id).limit(spec.poll_budget - len(urgent) - len(rotation))).all()
+    answers: list[RawStatusChange] = []
+    failures_in_a_row = 0
+    for row in [*urgent, *rotation]:
+        try:
+            answers.append(client.get_status(row.document_id))
+            failures_in_a_row = 0
+        except ConnectorError as error:
+            result.add("status_poll_failed")
+            log.warning("status poll failed target=%s document=%s error=%s", spec.name, row.document_id, error)
+            if not isinstance(error, PermanentError):
+                failures_in_a_row += 1
+                if failures_in_a_row >= _FAILURES_IN_A_ROW:
+                    result.errors.append(f"{spec.name}: status polling stopped after {failures_in_a_row} failures in a row: {error}")
+                    break
+        result.add("status_requests")
+        if len(answers) >= _APPLY_BATCH:
+            _apply_answers(ctx, spec.name, answers, result)
+            answers = []
+    _apply_answers(ctx, spec.name, answers, result)
+    if rotation:
+        with ctx.sessions.begin() as session:
+            set_cursor(session, rotation_stream, str(rotation[-1].id))
+
+
+def _apply_answers(ctx: StepContext, target: str, answers: list[RawStatusChange], result: StepResult) -> None:
+    if not answers:
+        return
+    with ctx.sessions.begin() as session:
+        for raw in answers:
+            result.add(_apply_isolated(session, ctx, target, raw))
 
 
 def _apply_isolated(session: Session, ctx: StepContext, target: str, raw: RawStatusChange) -> str:
@@ -78,7 +151,7 @@ def _apply(session: Session, ctx: StepContext, target: str, raw: RawStatusChange
                  answered_by=change.answered_by)
     if change.status is CanonicalStatus.REFUSED_BY_AGENCY:
         _reroute(session, ctx, delivery)
-    refresh_status(session, delivery.report, ctx.run_id)
+    refresh_status(session, delivery.report, ctx.run_id)  # the run goes on its duplicates' events
     return change.status.value
 
 

@@ -1,0 +1,170 @@
+"""P1 (overhead against the transport floor) and P3 (delivery throughput per back end).
+
+The *floor* is what the outside systems force: the same calls to the same stand-ins with
+the same clients in a bare loop: list every page of reports from each citizen app, create
+each document at the REST and SOAP stand-ins. The *pipeline* is the bridge's ingest
+(pull, normalise, route, ledger writes) and deliver (claim, record sending, create, record
+the outcome) steps on a fresh ledger. Both run in this process against the stand-ins in
+their own process; each repetition gets a fresh sandbox so both create new documents.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import pstats
+import time
+from pathlib import Path
+
+from bench.common import RESULTS, context, fresh_ledger, sandbox
+
+DEPLOYMENTS = {"quang_tri": "soap", "dien_bien": "rest"}
+
+
+def transport_floor(tag: str) -> dict[str, float]:
+    """Seconds for the bare calls, per deployment: listing all pages, creating all documents."""
+    from paht_bridge.connectors.hooks import AirflowConnectors
+    from paht_bridge.mappings.admin_units import resolve_units
+    from paht_bridge.mappings.config import deployment
+    from paht_bridge.mappings.transforms import build_document, routes
+
+    out: dict[str, float] = {}
+    for name, kind in DEPLOYMENTS.items():
+        mapping = deployment(name)
+        connectors = AirflowConnectors(mapping)
+        spec = mapping.sources[0]
+        source = connectors.source(spec.name)
+        started = time.perf_counter()
+        reports = [report for page in source.reports_since(None, page_size=spec.page_size) for report in page.items]
+        out[f"{kind}_list_s"] = time.perf_counter() - started
+        # Documents are prepared outside the timing: the floor is the wire, not our transforms.
+        work = []
+        for report in reports:
+            routing = routes(report, resolve_units(report.location.unit), mapping)[0]
+            record = build_document(report, routing, mapping)
+            work.append((connectors.target(routing.target), record.model_copy(update={"external_ref": f"FLOOR{tag}-{record.external_ref}"})))
+        started = time.perf_counter()
+        for target, record in work:
+            target.create_document(record, [])
+        out[f"{kind}_create_s"] = time.perf_counter() - started
+        out[f"{kind}_reports"] = len(reports)
+    return out
+
+
+def pipeline(url: str, tag: str) -> dict[str, float]:
+    """Seconds for the bridge's ingest and deliver steps, per deployment, on ledger ``url``."""
+    from paht_bridge.ledger.steps import deliver, ingest
+
+    out: dict[str, float] = {}
+    for name, kind in DEPLOYMENTS.items():
+        ctx = context(url, name, f"bench-{tag}")
+        started = time.perf_counter()
+        ingested = ingest(ctx)
+        out[f"{kind}_ingest_s"] = time.perf_counter() - started
+        started = time.perf_counter()
+        delivered = deliver(ctx)
+        out[f"{kind}_deliver_s"] = time.perf_counter() - started
+        out[f"{kind}_received"] = ingested.counts.get("received", 0)
+        out[f"{kind}_delivered"] = delivered.counts.get("delivered", 0)
+    return out
+
+
+def concurrent_throughput(reports: int, ledger: str, concurrency: int, home: Path, latency: float = 0.0) -> dict[str, float]:
+    """P3 with ``send_concurrency`` senders per target: reports/s the deliver step reaches
+    (``latency``: seconds the document systems add to every answer)."""
+    from paht_bridge.ledger.steps import deliver, ingest
+
+    with sandbox() as box:
+        box.call("POST", "/backlog", params={"n": reports})
+        box.call("POST", "/latency", params={"seconds": latency})
+        url = fresh_ledger(ledger, home)
+        out: dict[str, float] = {}
+        for name, kind in DEPLOYMENTS.items():
+            ctx = context(url, name, "bench-concurrent", send_concurrency=concurrency)
+            ingest(ctx)
+            started = time.perf_counter()
+            delivered = deliver(ctx).counts.get("delivered", 0)
+            out[f"{kind}_reports_per_s"] = round(delivered / (time.perf_counter() - started), 1)
+        if box.call("GET", "/created")["created_twice"]:
+            raise AssertionError("a document was created twice")
+    return out
+
+
+def with_latency(reports: int, latency: float, concurrency: int, home: Path) -> dict:
+    """P1 and P3 where every document-system call takes ``latency`` longer, as a real one does."""
+    with sandbox() as box:
+        box.call("POST", "/backlog", params={"n": reports})
+        box.call("POST", "/latency", params={"seconds": latency})
+        floor = transport_floor("lat")
+        pipe = pipeline(fresh_ledger("sqlite", home), "lat")
+    floor_total = sum(v for k, v in floor.items() if k.endswith("_s"))
+    pipe_total = sum(v for k, v in pipe.items() if k.endswith("_s"))
+    parallel = concurrent_throughput(reports, "sqlite", concurrency, home, latency)
+    return {"latency_s": latency, "reports": reports, "overhead_ratio": round(pipe_total / floor_total, 3),
+            "per_report_ms": round(1000 * pipe_total / reports, 2), "floor_per_report_ms": round(1000 * floor_total / reports, 2),
+            "one_sender": {"rest_reports_per_s": round(pipe["rest_delivered"] / pipe["rest_deliver_s"], 1),
+                           "soap_reports_per_s": round(pipe["soap_delivered"] / pipe["soap_deliver_s"], 1)},
+            "send_concurrency": concurrency, "concurrent": parallel}
+
+
+def run(reports: int, repetitions: int, ledgers: tuple[str, ...], home: Path, profile: bool = True, concurrency: int = 4,
+        latency: float = 0.02, latency_concurrency: int = 16) -> dict:
+    """Best of ``repetitions`` for the floor and for the pipeline on each ledger engine."""
+    floors: list[dict[str, float]] = []
+    pipes: dict[str, list[dict[str, float]]] = {kind: [] for kind in ledgers}
+    for rep in range(repetitions):
+        for kind in ledgers:
+            with sandbox() as box:
+                box.call("POST", "/backlog", params={"n": reports})
+                floors.append(transport_floor(f"{rep}{kind[0]}"))
+                pipes[kind].append(pipeline(fresh_ledger(kind, home), f"{rep}"))
+                if box.call("GET", "/created")["created_twice"]:
+                    raise AssertionError("a document was created twice")
+    floor = {key: min(f[key] for f in floors) for key in floors[0]}
+    result: dict = {"reports": reports, "repetitions": repetitions, "floor_s": _rounded(floor), "runs": {}}
+    floor_total = sum(v for k, v in floor.items() if k.endswith("_s"))
+    for kind, runs in pipes.items():
+        best = {key: min(r[key] for r in runs) for key in runs[0]}
+        total = sum(v for k, v in best.items() if k.endswith("_s"))
+        result["runs"][kind] = {
+            "pipeline_s": _rounded(best),
+            "overhead_ratio": round(total / floor_total, 3),
+            "per_report_ms": round(1000 * total / reports, 3),
+            "floor_per_report_ms": round(1000 * floor_total / reports, 3),
+            "rest_reports_per_s": round(best["rest_delivered"] / best["rest_deliver_s"], 1),
+            "soap_reports_per_s": round(best["soap_delivered"] / best["soap_deliver_s"], 1),
+            "all_ratios": [round(sum(v for k, v in r.items() if k.endswith("_s")) / sum(v for k, v in f.items() if k.endswith("_s")), 3)
+                           for r, f in zip(runs, floors[ledgers.index(kind)::len(ledgers)])],
+        }
+    result["floor_rest_reports_per_s"] = round(floor["rest_reports"] / floor["rest_create_s"], 1)
+    result["floor_soap_reports_per_s"] = round(floor["soap_reports"] / floor["soap_create_s"], 1)
+    result["concurrent"] = {"send_concurrency": concurrency,
+                            **{kind: concurrent_throughput(reports, kind, concurrency, home) for kind in ledgers}}
+    result["with_latency"] = with_latency(reports, latency, latency_concurrency, home)
+    if profile:
+        result["profile"] = profile_pipeline(reports, home)
+    return result
+
+
+def profile_pipeline(reports: int, home: Path) -> str:
+    """cProfile of one pipeline run (SQLite ledger); the top functions go to a text file."""
+    with sandbox() as box:
+        box.call("POST", "/backlog", params={"n": reports})
+        url = fresh_ledger("sqlite", home)
+        profiler = cProfile.Profile()
+        profiler.enable()
+        pipeline(url, "profile")
+        profiler.disable()
+    text = io.StringIO()
+    stats = pstats.Stats(profiler, stream=text).strip_dirs()
+    text.write(f"cProfile of ingest+deliver, {reports} reports, SQLite ledger, stand-ins in another process\n\n== by own time\n")
+    stats.sort_stats("tottime").print_stats(35)
+    text.write("\n== by cumulative time\n")
+    stats.sort_stats("cumulative").print_stats(45)
+    path = RESULTS / "profile_pipeline.txt"
+    path.write_text(text.getvalue())
+    return str(path.relative_to(RESULTS.parent.parent))
+
+
+def _rounded(values: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in values.items()}
