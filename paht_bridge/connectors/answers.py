@@ -9,6 +9,7 @@ that is allowed.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Protocol
 
 from lxml import etree
@@ -77,8 +78,6 @@ class JsonAnswer:
         return [JsonAnswer(item) for item in (node if isinstance(node, list) else [node])]
 
     def raw(self) -> str:
-        import json
-
         try:
             return json.dumps(self.value, ensure_ascii=False, default=str)[:4000]
         except (ValueError, RecursionError):

@@ -24,7 +24,7 @@ from zeep.helpers import serialize_object
 
 from paht_bridge.connectors.errors import MalformedResponse, PermanentError
 from paht_bridge.connectors.limits import DEFAULT_LIMITS, ConnectorLimits
-from paht_bridge.connectors.outbound import NAME_LIMIT, aware, nfc, read_spooled, short_name, shorten  # noqa: F401 - NAME_LIMIT: part of this module's API
+from paht_bridge.connectors.outbound import FULL_TEXT_NAME, FULL_TEXT_NOTE, NAME_LIMIT, aware, nfc, read_spooled, short_name, shorten  # noqa: F401 - NAME_LIMIT: part of this module's API
 from paht_bridge.connectors.outbound import outbound_text as _outbound
 from paht_bridge.connectors.outbound import xml_safe as _xml_safe
 from paht_bridge.connectors.soap import MESSAGE_CHARS, SoapCaller, _printable
@@ -47,8 +47,6 @@ BINDING = "{urn:paht-bridge:edxml-docsys}EdxmlDocsysSoapBinding"
 
 TEXT_LIMIT = 500  # Subject and Content, in characters
 COMMENT_LIMIT = 4000
-FULL_TEXT_NAME = "noi_dung_day_du.txt"  # "full content": the report text when Content had to be cut
-FULL_TEXT_NOTE = " … (toàn văn trong tệp đính kèm noi_dung_day_du.txt)"  # "full text in the attached file"
 DOCUMENT_TYPE = {"Type": 1, "TypeName": "Phiếu chuyển phản ánh hiện trường"}  # forwarding slip for a field report
 RATING_LEVELS = {RatingLevel.SATISFIED: "SATISFIED", RatingLevel.NOT_SATISFIED: "NOT_SATISFIED"}
 

@@ -72,19 +72,13 @@ class Open311Hook(_ClientHook):
     default_conn_name = "paht_open311_default"
 
     def get_client(self, name: str, spec: Source | None = None) -> CitizenSource:
-        from datetime import datetime
-
         from paht_bridge.connectors.open311 import Open311Client
-        from paht_bridge.mappings.canonical import VIETNAM_TZ
         from paht_bridge.mappings.config import Open311Options
 
         conn, options = self.connection, (spec.open311 if spec else None) or Open311Options()
-        start = datetime.fromisoformat(options.initial_start) if options.initial_start else None
-        if start is not None and start.tzinfo is None:
-            start = start.replace(tzinfo=VIETNAM_TZ)
         return Open311Client(name, base_url(conn), api_key=conn.password, jurisdiction_id=options.jurisdiction_id,
                              wire_format=options.wire_format, timeout=(5.0, self.timeout()), limits=self.limits(),
-                             window_days=options.window_days, initial_start=start)
+                             window_days=options.window_days, initial_start=options.initial_start)
 
 
 class EdxmlSoapHook(_ClientHook):

@@ -18,6 +18,8 @@ from paht_bridge.mappings.canonical import VIETNAM_TZ, LocalAttachment
 from paht_bridge.mappings.text import strip_markup
 
 NAME_LIMIT = 200  # an attachment's file name
+FULL_TEXT_NAME = "noi_dung_day_du.txt"  # "full content": the report text when the content field had to be cut
+FULL_TEXT_NOTE = " … (toàn văn trong tệp đính kèm noi_dung_day_du.txt)"  # "full text in the attached file"
 
 
 def shorten(text: str, limit: int, note: str = "…") -> str:

@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from paht_bridge.connectors.edxml_soap import FULL_TEXT_NAME, FULL_TEXT_NOTE
-from paht_bridge.connectors.outbound import outbound_text, read_spooled, short_name, shorten
+from paht_bridge.connectors.outbound import FULL_TEXT_NAME, FULL_TEXT_NOTE, outbound_text, read_spooled, short_name, shorten
 from paht_bridge.mappings.canonical import VIETNAM_TZ, DocumentRecord, LocalAttachment, Rating
 
 COMMENT_LIMIT = 4000

@@ -8,6 +8,7 @@ may reach an agency, and the text templates of a document.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -15,7 +16,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from paht_bridge.mappings.canonical import CanonicalStatus, Text
+from paht_bridge.mappings.canonical import VIETNAM_TZ, CanonicalStatus, Text
 from paht_bridge.mappings.wire import RestWire, SoapWire
 
 DEPLOYMENTS_DIR = Path(__file__).parent / "deployments"
@@ -48,8 +49,13 @@ class Open311Options(Strict):
     jurisdiction_id: str | None = None
     #: Requests are read in date windows this long (servers cap a window's results).
     window_days: int = Field(default=30, ge=1, le=365)
-    #: Where the first run starts reading (ISO date); later runs go on from the cursor.
-    initial_start: str | None = None
+    #: Where the first run starts reading (ISO date; Vietnam time without a zone); later runs go on from the cursor.
+    initial_start: datetime | None = None
+
+    @field_validator("initial_start")
+    @classmethod
+    def _vietnam_time(cls, value: datetime | None) -> datetime | None:
+        return value.replace(tzinfo=VIETNAM_TZ) if value is not None and value.tzinfo is None else value
 
 
 class Source(Strict):

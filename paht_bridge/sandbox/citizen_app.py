@@ -48,7 +48,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from paht_bridge.mappings.canonical import vietnam_now
-from paht_bridge.sandbox.faults import FaultSlot
+from paht_bridge.sandbox.faults import FaultSlot, add_fault_routes
 
 SEED_FILE = Path(__file__).parent / "seeds" / "citizen_reports.json"
 MAX_PAGE = 200
@@ -558,14 +558,5 @@ def _control_router(state: CitizenAppState) -> APIRouter:
         report_id, seq, created = state.add_report(body, verbatim=verbatim)
         return JSONResponse({"id": report_id, "seq": seq, "created": created}, status_code=201 if created else 200)
 
-    @control.post("/faults")
-    def set_fault(fault: FaultIn) -> dict[str, Any]:
-        state.set_fault(fault)
-        return {"armed": fault.count, "mode": fault.mode}
-
-    @control.delete("/faults")
-    def clear_faults() -> dict[str, bool]:
-        state.clear_faults()
-        return {"cleared": True}
-
+    add_fault_routes(control, state, FaultIn)
     return control

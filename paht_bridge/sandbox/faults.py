@@ -10,6 +10,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from fastapi import APIRouter
+from pydantic import BaseModel
+
 
 class FaultSlot:
     _lock: threading.Lock
@@ -31,3 +34,20 @@ class FaultSlot:
                 return None
             self._faults_left -= 1
             return self._fault
+
+
+def add_fault_routes(router: APIRouter, state: FaultSlot, model: type[BaseModel]) -> None:
+    """``POST /faults`` (arm ``model``, the stand-in's own fault shape) and ``DELETE /faults``."""
+
+    def set_fault(fault: Any) -> dict[str, Any]:
+        state.set_fault(fault)
+        return {"armed": fault.count, "mode": fault.mode}
+
+    set_fault.__annotations__ = {"fault": model, "return": dict[str, Any]}  # the body FastAPI validates
+
+    def clear_faults() -> dict[str, bool]:
+        state.clear_faults()
+        return {"cleared": True}
+
+    router.add_api_route("/faults", set_fault, methods=["POST"])
+    router.add_api_route("/faults", clear_faults, methods=["DELETE"])

@@ -54,7 +54,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from paht_bridge.connectors.xml import xml_text
 from paht_bridge.mappings.canonical import VIETNAM_TZ, vietnam_now
 from paht_bridge.sandbox.citizen_app import CATEGORY_NAMES, CHUNK, attachment_bytes
-from paht_bridge.sandbox.faults import FaultSlot
+from paht_bridge.sandbox.faults import FaultSlot, add_fault_routes
 
 SEED_FILE = Path(__file__).parent / "seeds" / "open311_quangninh.json"
 FORMATS = ("json", "xml")
@@ -475,14 +475,5 @@ def _control_router(state: Open311State) -> APIRouter:
     def rate() -> dict[str, int]:
         return {"rated": 0}  # GeoReport v2 has no ratings
 
-    @control.post("/faults")
-    def set_fault(fault: FaultIn) -> dict[str, Any]:
-        state.set_fault(fault)
-        return {"armed": fault.count, "mode": fault.mode}
-
-    @control.delete("/faults")
-    def clear_faults() -> dict[str, bool]:
-        state.clear_faults()
-        return {"cleared": True}
-
+    add_fault_routes(control, state, FaultIn)
     return control
