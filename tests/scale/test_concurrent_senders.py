@@ -17,7 +17,7 @@ from tests.chaos.harness import TARGETS, MovableClock, contexts, exactly_once, i
 
 @pytest.fixture
 def short_timeouts(stack: SandboxStack, monkeypatch: pytest.MonkeyPatch) -> SandboxStack:
-    for key, value in stack.urls.connection_env(timeout=0.5).items():
+    for key, value in stack.urls.connection_env(timeout=0.5, citizen_timeout=30).items():
         monkeypatch.setenv(key, value)
     for name in TARGETS:
         stack.chaos[name].configure(stall_seconds=1.0, seed=7)
