@@ -39,6 +39,25 @@ def record_event(
         "run_id": run_id, "detail": detail})
 
 
+class EventBatch:
+    """Events gathered while a batch of reports is worked on, written in one multi-row INSERT
+    (``write``) in the caller's transaction: one statement per page or chunk, not one per event."""
+
+    def __init__(self, run_id: str | None) -> None:
+        self.run_id = run_id
+        self.rows: list[dict[str, Any]] = []
+
+    def add(self, kind: str, *, report_id: int | None, status: str | None = None, delivery_id: int | None = None,
+            at: datetime | None = None, **detail: Any) -> None:
+        self.rows.append({"report_id": report_id, "delivery_id": delivery_id, "at": at or vietnam_now(), "kind": kind,
+                          "status": status, "run_id": self.run_id, "detail": detail})
+
+    def write(self, session: Session) -> None:
+        if self.rows:
+            session.connection().execute(_EVENTS.insert(), self.rows)
+            self.rows = []
+
+
 def quarantine(session: Session, deployment: str, bad: Quarantined, run_id: str | None, feed: str = "reports") -> None:
     """Keep an input we could not take in: its reason, a masked copy to show, and the payload
     as received (encrypted) to replay after a fix."""

@@ -120,6 +120,10 @@ def _vietnamese_letter(char: str) -> bool:
     )
 
 
+#: Only these can be strays (``_stray``): the Latin-1 range and cp1252's specials.
+_MAYBE_STRAY = re.compile("[\x80-\xff" + re.escape("".join(sorted(_CP1252_SPECIALS))) + "]")
+
+
 def _stray(char: str) -> bool:
     code = ord(char)
     if char in _HARMLESS or char.isspace():
@@ -150,16 +154,14 @@ def legacy_encoding(text: str) -> str | None:
     if _utf8_read_as_8bit(text):
         return "looks like UTF-8 read as cp1252/latin-1 (mojibake)"
     strays: list[str] = []
-    letters = 0
-    for index, char in enumerate(text):
-        if char.isalpha():
-            letters += 1
+    for found in _MAYBE_STRAY.finditer(text):  # the few characters that can be strays, not every one
+        char, index = found.group(), found.start()
         if _stray(char):
             beside = text[index - 1 : index] + text[index + 1 : index + 2]
             if any(c.isalpha() for c in beside):  # "Hµ", "Haø": inside a word, not a lone © or «»
                 strays.append(char)
     strays += [pair[1] for pair in _VNI_PAIRS.findall(text)]
-    if len(strays) >= 2 or (strays and len(strays) * 12 >= letters):
+    if len(strays) >= 2 or (strays and len(strays) * 12 >= sum(map(str.isalpha, text))):
         sample = "".join(dict.fromkeys(strays))[:6]
         return (
             f"looks like legacy-encoded Vietnamese (TCVN3/VNI/VISCII read as cp1252): "

@@ -22,7 +22,7 @@ from paht_bridge.connectors.errors import ConnectorError
 from paht_bridge.ledger.db import decrypt
 from paht_bridge.ledger.models import ReportRow
 from paht_bridge.mappings.canonical import Report, Reporter, vietnam_now
-from paht_bridge.mappings.config import Deployment
+from paht_bridge.mappings.config import Deployment, Privacy
 from paht_bridge.privacy import hide_from_airflow_logs
 
 log = logging.getLogger("paht_bridge.steps")
@@ -73,8 +73,13 @@ def partial_result(error: BaseException) -> StepResult | None:
     return getattr(error, "partial_result", None)
 
 
-def report_from_row(row: ReportRow) -> Report:
-    """Rebuild the canonical report from the ledger (reporter decrypted, kept in SecretStr)."""
-    reporter = Reporter(name=decrypt(row.reporter_name_enc), phone=decrypt(row.reporter_phone_enc))
+def report_from_row(row: ReportRow, privacy: Privacy) -> Report:
+    """Rebuild the canonical report from the ledger for an agency: only the reporter data the
+    deployment's ``privacy`` lets reach it is decrypted (kept in SecretStr, taught to Airflow's
+    masker). What stays encrypted cannot leak through a back end's echo or error message, and
+    costs nothing: Airflow's masker recompiles all its patterns on every new one."""
+    name = decrypt(row.reporter_name_enc) if privacy.send_reporter_name else None
+    phone = decrypt(row.reporter_phone_enc) if privacy.send_reporter_phone else None
+    reporter = Reporter(name=name, phone=phone)
     hide_from_airflow_logs(reporter.name, reporter.phone)
     return Report.model_validate({**row.payload, "reporter": reporter})

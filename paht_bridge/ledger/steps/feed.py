@@ -23,11 +23,12 @@ def consume_feed(
     ctx: StepContext,
     stream: str,
     pages: Callable[[str | None], Iterator[Page[T]]],
-    take: Callable[[Session, T], str],
+    take: Callable[[Session, list[T]], list[str]],
     result: StepResult,
     feed: str,
 ) -> None:
-    """Read ``pages(cursor)`` from the stored cursor on; ``take`` stores one item and names what happened."""
+    """Read ``pages(cursor)`` from the stored cursor on; ``take`` stores a page's items and names
+    what happened to each (``one_by_one`` makes it from a function that takes one item)."""
     with ctx.sessions() as session:
         cursor = get_cursor(session, stream)
     for page in pages(cursor):
@@ -35,8 +36,13 @@ def consume_feed(
             for bad in page.quarantined:
                 quarantine(session, ctx.mapping.deployment, bad, ctx.run_id, feed=feed)
                 result.add("quarantined")
-            for item in page.items:
-                result.add(take(session, item))
+            for outcome in take(session, page.items):
+                result.add(outcome)
             set_cursor(session, stream, page.next_cursor)
         log.info("feed page deployment=%s stream=%s items=%d quarantined=%d cursor=%s",
                  ctx.mapping.deployment, stream, len(page.items), len(page.quarantined), page.next_cursor)
+
+
+def one_by_one(take: Callable[[Session, T], str]) -> Callable[[Session, list[T]], list[str]]:
+    """A page taker that stores its items one at a time with ``take``."""
+    return lambda session, items: [take(session, item) for item in items]

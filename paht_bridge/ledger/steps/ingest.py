@@ -21,10 +21,10 @@ from paht_bridge.ledger.db import decrypt, encrypt
 from paht_bridge.ledger.duplicates import Match, Sighting, best_match, window
 from paht_bridge.ledger.models import DeliveryRow, QuarantineRow, ReportRow
 from paht_bridge.ledger.steps.context import StepContext, StepResult, log, reraise_after_others
-from paht_bridge.ledger.steps.status import active_delivery, refresh_status
+from paht_bridge.ledger.steps.status import active_delivery, new_report_status, refresh_status
 from paht_bridge.connectors.errors import ConnectorError
 from paht_bridge.ledger.steps.feed import consume_feed
-from paht_bridge.ledger.store import record_event
+from paht_bridge.ledger.store import EventBatch, record_event
 from paht_bridge.mappings.admin_units import ResolvedUnits, resolve_units
 from paht_bridge.mappings.canonical import CanonicalStatus, Report, vietnam_now
 from paht_bridge.mappings.transforms import MappingProblem, external_ref, routes
@@ -48,48 +48,93 @@ def ingest(ctx: StepContext) -> StepResult:
 def _ingest_source(ctx: StepContext, name: str, page_size: int, result: StepResult) -> None:
     client = ctx.connectors.source(name)
     consume_feed(ctx, f"{name}:reports", lambda cursor: client.reports_since(cursor, page_size=page_size),
-                 lambda session, report: take_in(session, ctx, report), result, feed="reports")
+                 lambda session, reports: take_page(session, ctx, reports), result, feed="reports")
 
 
 def take_in(session: Session, ctx: StepContext, report: Report) -> str:
     """Store one report (new, changed or a repeat); route it if new. Returns what happened."""
-    row = session.scalar(select(ReportRow).where(ReportRow.source == report.source, ReportRow.source_id == report.source_id))
-    if row is not None:
-        if report.updated_at <= row.updated_at:
-            return "repeated"
-        row.title, row.updated_at = report.title, report.updated_at
-        row.payload = _payload(report)
-        record_event(session, "updated", report_id=row.id, run_id=ctx.run_id)
-        return "updated"
+    return take_page(session, ctx, [report])[0]
 
-    units = resolve_units(report.location.unit)
-    row = _new_row(ctx, report, units)
-    session.add(row)
-    session.flush()
-    record_event(session, "received", report_id=row.id, run_id=ctx.run_id, status=CanonicalStatus.RECEIVED,
-                 source=report.source, channel=report.channel, category=report.category, at=row.received_at)
-    try:
-        routings = routes(report, units, ctx.mapping)
-    except MappingProblem as problem:
-        row.problem = str(problem)
-        record_event(session, "needs_review", report_id=row.id, run_id=ctx.run_id, status=CanonicalStatus.RECEIVED, reason=str(problem))
-        log.warning("report needs IOC review report=%s reason=%s", report.key, problem)
-        return "needs_review"
-    if ctx.mapping.duplicates.enabled and (found := _find_primary(session, ctx, row, report)) is not None:
-        return _link(session, ctx, row, *found)
-    for lane, routing in enumerate(routings):
-        delivery = DeliveryRow(
-            report_id=row.id, deployment=ctx.mapping.deployment, attempt=1, lane=lane, external_ref=external_ref(report, 1, lane),
-            target=routing.target, agency_code=routing.agency_code, agency_name=routing.agency_name,
-            target_category=routing.target_category, priority=routing.priority, deadline=routing.deadline, state="pending",
-        )
-        row.deliveries.append(delivery)
-        session.flush()
-        record_event(session, "routed", report_id=row.id, delivery_id=delivery.id, run_id=ctx.run_id, status=CanonicalStatus.ROUTED,
-                     agency=routing.agency_code, agency_name=routing.agency_name, target=routing.target, lane=lane,
-                     deadline=routing.deadline.isoformat(), ward=units.current.ward if units.current else None)
-    refresh_status(session, row)
-    return "received"
+
+def take_page(session: Session, ctx: StepContext, reports: list[Report]) -> list[str]:
+    """Store a page of reports, each new, changed or a repeat; route the new ones. Returns what
+    happened to each, in order.
+
+    The ledger is asked once for the page's reports it already holds, new rows and their
+    deliveries are flushed once each, and the events go in one multi-row INSERT: a page costs
+    a handful of statements, not several per report."""
+    events = EventBatch(ctx.run_id)
+    known = _known(session, reports)
+    outcomes: list[str] = []
+    fresh: list[tuple[int, ReportRow, Report, ResolvedUnits]] = []
+    changed_on_page: list[ReportRow] = []  # first seen on this page and changed further down it
+    for report in reports:
+        row = known.get((report.source, report.source_id))
+        if row is None:
+            units = resolve_units(report.location.unit)
+            row = known[(report.source, report.source_id)] = _new_row(ctx, report, units)
+            session.add(row)
+            fresh.append((len(outcomes), row, report, units))
+            outcomes.append("received")
+        elif report.updated_at <= row.updated_at:
+            outcomes.append("repeated")
+        else:
+            row.title, row.updated_at = report.title, report.updated_at
+            row.payload = _payload(report)
+            outcomes.append("updated")
+            if row.id is None:  # first seen on this very page: its id comes with the flush
+                changed_on_page.append(row)
+            else:
+                events.add("updated", report_id=row.id)
+    if not fresh:
+        events.write(session)
+        return outcomes
+    session.flush()  # the new reports' ids, in one INSERT
+    routed: list[tuple[ReportRow, ResolvedUnits]] = []
+    for index, row, report, units in fresh:
+        events.add("received", report_id=row.id, status=CanonicalStatus.RECEIVED, source=report.source, channel=report.channel,
+                   category=report.category, at=row.received_at)
+        try:
+            routings = routes(report, units, ctx.mapping)
+        except MappingProblem as problem:
+            row.problem = str(problem)
+            events.add("needs_review", report_id=row.id, status=CanonicalStatus.RECEIVED, reason=str(problem))
+            log.warning("report needs IOC review report=%s reason=%s", report.key, problem)
+            outcomes[index] = "needs_review"
+            continue
+        if ctx.mapping.duplicates.enabled and (found := _find_primary(session, ctx, row, report)) is not None:
+            events.write(session)  # its 'received' goes before the link's events
+            outcomes[index] = _link(session, ctx, row, *found)
+            continue
+        for lane, routing in enumerate(routings):
+            row.deliveries.append(DeliveryRow(
+                report_id=row.id, deployment=ctx.mapping.deployment, attempt=1, lane=lane, external_ref=external_ref(report, 1, lane),
+                target=routing.target, agency_code=routing.agency_code, agency_name=routing.agency_name,
+                target_category=routing.target_category, priority=routing.priority, deadline=routing.deadline, state="pending",
+            ))
+        routed.append((row, units))
+    for row in changed_on_page:  # after its 'received'
+        events.add("updated", report_id=row.id)
+    session.flush()  # the deliveries' ids, in one INSERT
+    for row, units in routed:
+        for delivery in row.deliveries:
+            events.add("routed", report_id=row.id, delivery_id=delivery.id, status=CanonicalStatus.ROUTED,
+                       agency=delivery.agency_code, agency_name=delivery.agency_name, target=delivery.target, lane=delivery.lane,
+                       deadline=delivery.deadline.isoformat(), ward=units.current.ward if units.current else None)
+        row.status = new_report_status(row)
+    events.write(session)
+    return outcomes
+
+
+def _known(session: Session, reports: list[Report]) -> dict[tuple[str, str], ReportRow]:
+    """The page's reports the ledger already holds, in one query."""
+    keys = {(r.source, r.source_id) for r in reports}
+    found: dict[tuple[str, str], ReportRow] = {}
+    for source in {source for source, _ in keys}:
+        ids = [source_id for s, source_id in keys if s == source]
+        for row in session.scalars(select(ReportRow).where(ReportRow.source == source, ReportRow.source_id.in_(ids))):
+            found[(row.source, row.source_id)] = row
+    return found
 
 
 #: At most this many earlier reports are compared with a new one (a day's worth in one
@@ -199,4 +244,5 @@ def _new_row(ctx: StepContext, report: Report, units: ResolvedUnits) -> ReportRo
         reporter_phone_enc=encrypt(report.reporter.phone.get_secret_value()) if report.reporter.phone else None,
         payload=_payload(report),
         problem=units.problem,
+        deliveries=[],  # known empty: appending to it must not ask the ledger
     )

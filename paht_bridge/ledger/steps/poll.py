@@ -21,7 +21,7 @@ from paht_bridge.mappings.config import Target
 from paht_bridge.ledger.models import DeliveryRow
 from paht_bridge.ledger.steps.context import StepContext, StepResult, log, report_from_row
 from paht_bridge.ledger.steps.status import refresh_status
-from paht_bridge.ledger.steps.feed import consume_feed
+from paht_bridge.ledger.steps.feed import consume_feed, one_by_one
 from paht_bridge.ledger.store import get_cursor, quarantine, record_event, set_cursor
 from paht_bridge.mappings.canonical import DOCUMENT_PROGRESS, CanonicalStatus, Quarantined, RawStatusChange, StatusChange, vietnam_now
 from paht_bridge.mappings.transforms import UnknownStatus, external_ref, map_status, reroute
@@ -35,7 +35,8 @@ def poll(ctx: StepContext) -> StepResult:
             _poll_statuses(ctx, target, client, result)
             continue
         consume_feed(ctx, f"{target.name}:changes", client.changes_since,
-                     lambda session, raw, name=target.name: _apply_isolated(session, ctx, name, raw), result, feed="changes")
+                     one_by_one(lambda session, raw, name=target.name: _apply_isolated(session, ctx, name, raw)), result,
+                     feed="changes")
     return result
 
 
@@ -173,7 +174,7 @@ def _reroute(session: Session, ctx: StepContext, refused: DeliveryRow) -> None:
                      reason="refused again after re-routing", status=CanonicalStatus.REFUSED_BY_AGENCY)
         report_row.problem = "refused by the agency it was re-routed to"
         return
-    report = report_from_row(report_row)
+    report = report_from_row(report_row, ctx.mapping.privacy)
     routing = reroute(report, ctx.mapping, ctx.clock())
     attempt = refused.attempt + 1
     delivery = DeliveryRow(

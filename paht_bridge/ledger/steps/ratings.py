@@ -15,7 +15,7 @@ from paht_bridge.connectors.errors import ConnectorError, PermanentError
 from paht_bridge.ledger.models import RatingRow, ReportRow
 from paht_bridge.ledger.steps.context import StepContext, StepResult, log
 from paht_bridge.ledger.steps.status import active_delivery, refresh_status
-from paht_bridge.ledger.steps.feed import consume_feed
+from paht_bridge.ledger.steps.feed import consume_feed, one_by_one
 from paht_bridge.ledger.store import quarantine, record_event
 from paht_bridge.mappings.canonical import CanonicalStatus, Quarantined, Rating, RatingLevel, vietnam_now
 
@@ -25,7 +25,7 @@ def ratings(ctx: StepContext) -> StepResult:
     for source in ctx.mapping.sources:
         client = ctx.connectors.source(source.name)
         consume_feed(ctx, f"{source.name}:ratings", lambda cursor, c=client, n=source.page_size: c.ratings_since(cursor, page_size=n),
-                     lambda session, rating: _take_in(session, ctx, rating), result, feed="ratings")
+                     one_by_one(lambda session, rating: _take_in(session, ctx, rating)), result, feed="ratings")
     _push(ctx, result)
     return result
 

@@ -43,11 +43,14 @@ def active_delivery(report: ReportRow) -> DeliveryRow | None:
     return heads[0] if heads else None
 
 
-def refresh_status(session: Session, report: ReportRow, run_id: str | None = None) -> str:
+def refresh_status(session: Session, report: ReportRow, run_id: str | None = None, rated: bool | None = None) -> str:
     """Recompute and store ``report.status`` (and its duplicates'); returns it.
 
-    ``run_id`` goes on the events of duplicates whose status moves with this report."""
-    if session.scalar(select(exists().where(RatingRow.report_id == report.id))):
+    ``run_id`` goes on the events of duplicates whose status moves with this report; ``rated``:
+    whether the report has a rating, when the caller has read it for a whole batch (else one query)."""
+    if rated is None:
+        rated = bool(session.scalar(select(exists().where(RatingRow.report_id == report.id))))
+    if rated:
         report.status = CanonicalStatus.RATED
     elif report.duplicate_of is not None:
         primary = session.get(ReportRow, report.duplicate_of)
@@ -57,6 +60,13 @@ def refresh_status(session: Session, report: ReportRow, run_id: str | None = Non
     if report.duplicate_count:
         _follow(session, report, run_id)
     return report.status
+
+
+def new_report_status(report: ReportRow) -> str:
+    """``refresh_status`` for a report taken in this transaction: no rating can point at it
+    yet and it is no duplicate itself, so only its deliveries count (no query). A duplicate
+    linked to it on the same page got its status when it was linked."""
+    return _document_status(report, own=True)
 
 
 def _document_status(report: ReportRow, own: bool) -> str:
