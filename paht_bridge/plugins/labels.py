@@ -28,6 +28,7 @@ EVENT = {
     "needs_review": "Chờ IOC xem xét",
     "routed": "Phân loại, giao cơ quan",
     "sending": "Đang gửi văn bản",
+    "not_sent": "Chưa gửi, trả lại hàng chờ",
     "delivered": "Đã tạo văn bản",
     "delivery_retry": "Gửi lỗi, thử lại sau",
     "delivery_unknown": "Chưa rõ kết quả gửi",

@@ -16,9 +16,11 @@ from sqlalchemy import func, select
 
 from paht_bridge.ledger.db import sessions
 from paht_bridge.ledger.models import CircuitRow, DeliveryRow, EventRow
+from paht_bridge.ledger.steps import StepContext
 from paht_bridge.sandbox.backlog import load_backlog
 from paht_bridge.sandbox.stack import SandboxStack
 from tests.chaos.harness import MovableClock, contexts, deliver_round, exactly_once, ingest_all, undelivered
+from tests.lifecycle_checks import documents
 
 pytestmark = pytest.mark.chaos
 CI_REPORTS = int(os.environ.get("PAHT_CHAOS_REPORTS", 160))
@@ -30,7 +32,7 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[SandboxStack]:
     so a stall after commit turns into a client-side timeout quickly."""
     stack = SandboxStack(seed_reports=False)
     urls = stack.start()
-    for key, value in urls.connection_env(timeout=0.5).items():
+    for key, value in urls.connection_env(timeout=0.5, citizen_timeout=30).items():
         monkeypatch.setenv(key, value)
     for chaos in stack.chaos.values():
         chaos.configure(stall_seconds=1.0, seed=20261123)
@@ -305,12 +307,8 @@ def test_a_dead_letter_replayed_from_the_command_line_is_delivered_once(stack: S
         assert session.scalar(select(func.count(EventRow.id)).where(EventRow.kind == "replayed")) == 2
 
 
-def test_a_report_for_two_agencies_is_not_delivered_until_both_have_it(stack: SandboxStack, ledger_url: str) -> None:
-    """Partial failure is visible: the lead agency's system is up, the co-handler's is down."""
-    from datetime import timedelta
-
-    from paht_bridge.connectors.hooks import AirflowConnectors
-    from paht_bridge.ledger.steps import StepContext, deliver, ingest
+def _with_a_co_handler():  # noqa: ANN202 - a Deployment
+    """Quảng Trị, where every report also goes to a second agency on a REST system (a second lane)."""
     from paht_bridge.mappings.config import Deployment, deployment
 
     base = deployment("quang_tri").model_dump(mode="json")
@@ -318,7 +316,17 @@ def test_a_report_for_two_agencies_is_not_delivered_until_both_have_it(stack: Sa
     base["targets"].append({**rest, "name": "tdoffice_cohandler"})
     for rule in base["routing"]["rules"]:
         rule["also"] = [{"code": "000.30.44.H45", "name": "Ban Quản lý dự án tỉnh Quảng Trị", "target": "tdoffice_cohandler"}]
-    mapping = Deployment.model_validate(base)
+    return Deployment.model_validate(base)
+
+
+def test_a_report_for_two_agencies_is_not_delivered_until_both_have_it(stack: SandboxStack, ledger_url: str) -> None:
+    """Partial failure is visible: the lead agency's system is up, the co-handler's is down."""
+    from datetime import timedelta
+
+    from paht_bridge.connectors.hooks import AirflowConnectors
+    from paht_bridge.ledger.steps import StepContext, deliver, ingest
+
+    mapping = _with_a_co_handler()
     clock = MovableClock()
     ctx = StepContext(mapping=mapping, sessions=sessions(ledger_url), connectors=AirflowConnectors(mapping), run_id="two-agencies",
                       lease=timedelta(seconds=600))
@@ -368,3 +376,111 @@ def test_a_worker_whose_lease_ran_out_mid_batch_does_not_send(stack: SandboxStac
     assert outcomes == ["lease_lost", "lease_lost"]
     figures = exactly_once(stack, ledger_url)
     assert figures["create_requests_seen_by_targets"] == figures["documents"] == 2
+
+
+class _SlowTargets:
+    """The deployment's connectors, where every create at a document system takes ``seconds``
+    of the steps' clock (a slow back end, compressed); ``rival`` runs once, right after create
+    number ``rival_after`` (another worker trying to take over)."""
+
+    def __init__(self, connectors, clock: MovableClock, seconds: float, rival=None, rival_after: int = 1) -> None:  # noqa: ANN001
+        self.connectors, self.clock, self.seconds, self.rival, self.rival_after = connectors, clock, seconds, rival, rival_after
+        self.calls = 0
+
+    def source(self, name: str):  # noqa: ANN201
+        return self.connectors.source(name)
+
+    def target(self, name: str):  # noqa: ANN201
+        real = self.connectors.target(name)
+        outer = self
+
+        class Slow:
+            def __getattr__(self, attribute: str):  # noqa: ANN204
+                return getattr(real, attribute)
+
+            def create_document(self, record, attachments):  # noqa: ANN001, ANN202
+                receipt = real.create_document(record, attachments)
+                outer.clock.advance(outer.seconds)
+                outer.calls += 1
+                if outer.rival is not None and outer.calls == outer.rival_after:
+                    outer.rival()
+                return receipt
+
+        return Slow()
+
+
+def _two_workers_on_four_reports(stack: SandboxStack, ledger_url: str) -> tuple[MovableClock, StepContext, StepContext]:
+    """Four Quảng Trị reports ingested, and two workers on them under a 60 s lease and one clock."""
+    load_backlog(stack, 8)
+    ingest_all(ledger_url)
+    clock = MovableClock()
+    slow, rival = (next(c for c in contexts(ledger_url, name, clock, lease_seconds=60) if c.mapping.deployment == "quang_tri")
+                   for name in ("slow", "rival"))
+    return clock, slow, rival
+
+
+def test_a_slow_chunk_renews_its_lease_before_it_runs_out(stack: SandboxStack, ledger_url: str) -> None:
+    """Fresh deliveries are marked 'sending' together and sent one after another; a chunk whose
+    calls take long writes what it has sent and renews its lease on the rest before half of it
+    has passed, so another worker trying meanwhile takes none of them (not even one already
+    sent whose outcome is not written yet), and each is sent once, on its first try."""
+    from paht_bridge.ledger.steps import deliver
+
+    clock, slow, rival = _two_workers_on_four_reports(stack, ledger_url)
+    taken: dict[str, int] = {}
+    # Four calls of 40 s under a 60 s lease; the rival tries at 80 s, after the second call.
+    slow.connectors = _SlowTargets(slow.connectors, clock, 40, rival=lambda: taken.update(deliver(rival).counts), rival_after=2)
+    assert deliver(slow).counts == {"delivered": 4}
+    assert taken == {}
+    quang_tri = documents(stack.urls.urls["qoffice_quangtri"])
+    assert len(quang_tri) == 4 and all(d["created_count"] == 1 for d in quang_tri)
+    with sessions(ledger_url)() as session:
+        assert session.scalars(select(DeliveryRow.tries).where(DeliveryRow.deployment == "quang_tri")).all() == [1, 1, 1, 1]
+
+
+def test_a_chunk_whose_lease_ran_out_mid_way_sends_none_of_the_rest(stack: SandboxStack, ledger_url: str) -> None:
+    """One call outlives the whole lease; another worker takes the rest of the chunk over (each
+    marked 'sending': it looks them up, then sends them). The first must send none of them."""
+    from paht_bridge.ledger.steps import deliver
+
+    clock, slow, rival = _two_workers_on_four_reports(stack, ledger_url)
+    taken: dict[str, int] = {}
+    slow.connectors = _SlowTargets(slow.connectors, clock, 70, rival=lambda: taken.update(deliver(rival).counts))
+    assert deliver(slow).counts == {"delivered": 1, "lease_lost": 3}
+    # The one the slow worker had sent is still 'sending' in the ledger (its outcome would have
+    # been written at the next lease check, after this call): the rival finds it by reference.
+    assert taken == {"already_there": 1, "delivered": 3}
+    quang_tri = documents(stack.urls.urls["qoffice_quangtri"])
+    assert len(quang_tri) == 4 and all(d["created_count"] == 1 for d in quang_tri)
+    assert exactly_once(stack, ledger_url)["duplicated"] == 0
+    with sessions(ledger_url)() as session:  # the slow worker did not write over the rival's outcome
+        delivered_events = session.scalars(select(EventRow.delivery_id).where(EventRow.kind == "delivered")).all()
+    assert len(delivered_events) == len(set(delivered_events))
+
+
+def test_the_worker_delivering_a_reports_last_lane_shows_it_delivered(stack: SandboxStack, ledger_url: str) -> None:
+    """Two workers deliver the two lanes of one report at the same time; whichever writes its
+    outcome last must see the other's lane as it is now, not as it was at its claim."""
+    from datetime import timedelta
+
+    from paht_bridge.connectors.hooks import AirflowConnectors
+    from paht_bridge.ledger.models import ReportRow
+    from paht_bridge.ledger.steps import StepContext, StepResult, deliver, ingest
+    from paht_bridge.ledger.steps.deliver import _send_chunk
+    from paht_bridge.ledger.store import claim_deliveries
+
+    mapping = _with_a_co_handler()
+    first, second = (StepContext(mapping=mapping, sessions=sessions(ledger_url), connectors=AirflowConnectors(mapping), run_id=name,
+                                 lease=timedelta(seconds=600)) for name in ("first", "second"))
+    load_backlog(stack, 2)  # one report for Quảng Trị: a lead lane and a co-handling lane
+    ingest(first)
+    with sessions(ledger_url)() as session:
+        held = claim_deliveries(session, deployment="quang_tri", owner=first.worker, states=("pending",), limit=1,
+                                lease=first.lease, now=first.clock())
+        assert [d.lane for d in held] == [0]
+        assert deliver(second).counts == {"delivered": 1}  # the other lane, while the first worker holds its own
+        result = StepResult(deployment="quang_tri", step="deliver")
+        _send_chunk(session, first, held, set(), result)
+        assert result.counts == {"delivered": 1}
+    with sessions(ledger_url)() as session:
+        assert session.scalars(select(ReportRow.status).where(ReportRow.deployment == "quang_tri")).all() == ["delivered"]

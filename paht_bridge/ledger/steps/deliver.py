@@ -14,21 +14,21 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import Update, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from paht_bridge.connectors.base import CitizenSource
 from paht_bridge.connectors.errors import AmbiguousError, ConnectorError, MalformedResponse, PermanentError, TransientError
 from paht_bridge.ledger import circuit
-from paht_bridge.ledger.models import CircuitRow, DeliveryRow
+from paht_bridge.ledger.models import CircuitRow, DeliveryRow, RatingRow
 from paht_bridge.ledger.steps.context import StepContext, StepResult, log, report_from_row
 from paht_bridge.ledger.steps.status import refresh_status
-from paht_bridge.ledger.store import claim_deliveries, record_event, release
-from paht_bridge.mappings.canonical import CanonicalStatus, DocumentReceipt, LocalAttachment, Report, Routing
+from paht_bridge.ledger.store import EventBatch, claim_deliveries, record_event, release
+from paht_bridge.mappings.canonical import CanonicalStatus, DocumentReceipt, DocumentRecord, LocalAttachment, Report, Routing
 from paht_bridge.mappings.transforms import build_document
 
 
@@ -75,7 +75,12 @@ def _deliver_batches(ctx: StepContext, result: StepResult, others: frozenset[str
             troubled = set(session.scalars(select(CircuitRow.target).where(
                 CircuitRow.target.in_({d.target for d in batch}), (CircuitRow.failures > 0) | CircuitRow.open_until.is_not(None))))
             session.info[_HEALTHY] = {d.target for d in batch} - troubled
+            # Nothing at the target (first sends, plain retries) and no probe due: marked
+            # 'sending' together, outcomes written together (after the deliveries needing a lookup).
+            fresh = [d for d in batch if d.state == "pending" and d.target not in half_open]
             for delivery in batch:
+                if delivery in fresh:
+                    continue
                 if delivery.target in opened:  # the circuit opened mid-batch: leave the rest untouched
                     release(delivery)
                     session.commit()
@@ -86,7 +91,167 @@ def _deliver_batches(ctx: StepContext, result: StepResult, others: frozenset[str
                 result.add(outcome)
                 if _circuit_update(session, ctx, delivery, outcome):
                     opened.add(delivery.target)
+            if fresh:
+                _send_chunk(session, ctx, fresh, opened, result)
     return result
+
+
+def _send_chunk(session: Session, ctx: StepContext, deliveries: list[DeliveryRow], opened: set[str], result: StepResult) -> None:
+    """Send deliveries with nothing at the target yet, writing the ledger per chunk, not per delivery.
+
+    DESIGN §4 holds: all are recorded *sending* (one conditional UPDATE, one commit) before
+    the first call, and none is sent without a live lease: right before each call, once half
+    the lease has passed, the outcomes of what was sent are written and the lease on the
+    rest is renewed (what was lost is left alone). So no delivery waits for its outcome
+    longer than its lease: another worker cannot take a sent one over meanwhile. Outcomes
+    are also written before any failure is recorded (the circuit breaker counts in order)
+    and at the end. A crash in between leaves sent deliveries *sending*; those are looked up
+    by reference before any further attempt: never a second document, at worst one lookup.
+    A delivery whose lease is lost before its call keeps the try it was marked with."""
+    prepared: list[tuple[DeliveryRow, Report, DocumentRecord]] = []
+    for delivery in deliveries:
+        if delivery.target in opened:  # its circuit opened earlier in this batch: not even marked
+            release(delivery)
+            session.commit()
+            result.add("held_by_open_circuit")
+            continue
+        try:
+            report = report_from_row(delivery.report, ctx.mapping.privacy)
+            prepared.append((delivery, report, build_document(report, _routing_of(delivery), ctx.mapping, delivery.attempt)))
+        except Exception as error:  # bad data in one report must not block the chunk
+            log.exception("delivery failed inside the bridge ref=%s", delivery.external_ref)
+            result.add(_dead(session, ctx, delivery, f"internal error: {error.__class__.__name__}: {error}"[:500]))
+    held = _mark_chunk_sending(session, ctx, [delivery for delivery, _, _ in prepared])  # marked, not yet sent
+    if len(held) < len(prepared):
+        result.add("lease_lost", len(prepared) - len(held))
+    done: list[tuple[DeliveryRow, DocumentReceipt, bool]] = []
+    renew_at = ctx.clock() + ctx.lease / 2
+
+    def still_held(delivery: DeliveryRow) -> bool:
+        nonlocal renew_at
+        if ctx.clock() < renew_at:
+            return True
+        _record_delivered(session, ctx, done)  # what was sent is written before its lease can run out
+        left = [d for d, _, _ in prepared if d.id in held or d is delivery]
+        kept = _renew_lease(session, ctx, left)
+        if len(kept) < len(left):
+            result.add("lease_lost", len(left) - len(kept))
+        held.intersection_update(kept)
+        renew_at = ctx.clock() + ctx.lease / 2
+        return delivery.id in kept
+
+    for delivery, report, record in prepared:
+        if delivery.id not in held:
+            continue
+        held.discard(delivery.id)
+        if not still_held(delivery):
+            continue
+        if delivery.target in opened:  # the circuit opened mid-chunk: this one was never sent
+            result.add(_hold(session, ctx, delivery))
+            continue
+        try:
+            with _spooled_attachments(ctx.connectors.source(report.source), report) as attachments:
+                if not still_held(delivery):  # a long download: the lease is checked again right before the call
+                    continue
+                receipt = ctx.connectors.target(delivery.target).create_document(record, attachments)
+        except Exception as error:  # noqa: BLE001 - typed below; nothing in the session is half done
+            _record_delivered(session, ctx, done)  # earlier successes first: the circuit counts in order
+            outcome = _chunk_failure(session, ctx, delivery, error)
+            result.add(outcome)
+            if _circuit_update(session, ctx, delivery, outcome):
+                opened.add(delivery.target)
+            continue
+        done.append((delivery, receipt, False))
+        result.add("delivered" if receipt.created else "already_there")
+    _record_delivered(session, ctx, done)
+
+
+def _hold(session: Session, ctx: StepContext, delivery: DeliveryRow) -> str:
+    """Give back a marked delivery that will not be sent now (its target's circuit opened)."""
+    if not _unmark(session, ctx, delivery, "the target's circuit opened"):
+        return "lease_lost"
+    release(delivery)
+    session.commit()
+    return "held_by_open_circuit"
+
+
+def _chunk_failure(session: Session, ctx: StepContext, delivery: DeliveryRow, error: Exception) -> str:
+    """What ``_deliver_one`` does with a failed send, for a delivery the chunk marked *sending*."""
+    if not isinstance(error, ConnectorError):  # a bug in a connector: the session itself is sound
+        log.error("delivery failed inside the bridge ref=%s error=%r", delivery.external_ref, error, exc_info=error)
+        return _dead(session, ctx, delivery, f"internal error: {error.__class__.__name__}: {error}"[:500])
+    if error.system != delivery.target:  # the citizen app's attachment failed: the document was never asked for
+        if not _unmark(session, ctx, delivery, "an attachment could not be fetched"):
+            return "lease_lost"
+        return _source_failed(session, ctx, delivery, error, doubtful=False)
+    if isinstance(error, (AmbiguousError, MalformedResponse)):
+        return _retry_later(session, ctx, delivery, error, state="unknown")
+    if isinstance(error, TransientError):
+        return _retry_later(session, ctx, delivery, error, state="pending")
+    return _dead(session, ctx, delivery, str(error))
+
+
+def _while_leased(ctx: StepContext, ids: list[int], now: datetime) -> Update:
+    """An UPDATE of ``ids`` that touches only the rows this worker holds under a live lease
+    (DESIGN §4: nothing is marked, renewed or given back without it)."""
+    return (update(DeliveryRow)
+            .where(DeliveryRow.id.in_(ids), DeliveryRow.lease_owner == ctx.worker, DeliveryRow.lease_until > now)
+            .execution_options(synchronize_session=False))
+
+
+def _mark_chunk_sending(session: Session, ctx: StepContext, deliveries: list[DeliveryRow]) -> set[int]:
+    """``_mark_sending`` for a chunk, in one statement and one commit: the ids still under this
+    worker's lease, now *sending* with the lease renewed for the calls."""
+    if not deliveries:
+        return set()
+    now = ctx.clock()
+    tries = dict(session.execute(
+        _while_leased(ctx, [d.id for d in deliveries], now)
+        .values(state="sending", tries=DeliveryRow.tries + 1, lease_until=now + ctx.lease)
+        .returning(DeliveryRow.id, DeliveryRow.tries)
+    ).all())
+    events = EventBatch(ctx.run_id)
+    for delivery in deliveries:
+        if delivery.id in tries:
+            for key, value in (("state", "sending"), ("tries", tries[delivery.id]), ("lease_until", now + ctx.lease)):
+                set_committed_value(delivery, key, value)
+            events.add("sending", report_id=delivery.report_id, delivery_id=delivery.id, target=delivery.target,
+                       external_ref=delivery.external_ref, try_number=delivery.tries)
+    events.write(session)
+    session.commit()
+    return set(tries)
+
+
+def _renew_lease(session: Session, ctx: StepContext, deliveries: list[DeliveryRow]) -> set[int]:
+    """Extend this worker's live lease on ``deliveries``; the ids it still holds."""
+    if not deliveries:
+        return set()
+    now = ctx.clock()
+    kept = set(session.scalars(_while_leased(ctx, [d.id for d in deliveries], now)
+                               .values(lease_until=now + ctx.lease).returning(DeliveryRow.id)))
+    for delivery in deliveries:
+        if delivery.id in kept:
+            set_committed_value(delivery, "lease_until", now + ctx.lease)
+    session.commit()
+    return kept
+
+
+def _unmark(session: Session, ctx: StepContext, delivery: DeliveryRow, why: str) -> bool:
+    """Undo the chunk's *sending* mark on a delivery that was never sent, only while this
+    worker's lease on it is live (else another worker may hold it now: False, left alone)."""
+    now = ctx.clock()
+    tries = session.execute(
+        _while_leased(ctx, [delivery.id], now).where(DeliveryRow.state == "sending")
+        .values(state="pending", tries=DeliveryRow.tries - 1)
+        .returning(DeliveryRow.tries)
+    ).scalar()
+    if tries is None:
+        return False
+    set_committed_value(delivery, "state", "pending")
+    set_committed_value(delivery, "tries", tries)
+    record_event(session, "not_sent", report_id=delivery.report_id, delivery_id=delivery.id, run_id=ctx.run_id,
+                 target=delivery.target, external_ref=delivery.external_ref, reason=why)
+    return True
 
 
 #: ``session.info`` key: targets whose circuit has no failure on record in this batch.
@@ -116,7 +281,7 @@ def _deliver_one(session: Session, ctx: StepContext, delivery: DeliveryRow, prob
     # Until this attempt sends, a delivery that may exist remotely stays 'unknown' whatever fails.
     doubtful, sent = delivery.state in ("unknown", "sending"), False
     try:
-        report = report_from_row(delivery.report)
+        report = report_from_row(delivery.report, ctx.mapping.privacy)
         # A delivery left 'sending' (the worker died mid-call) or 'unknown' may exist already.
         if doubtful:
             receipt = target.find_by_ref(delivery.external_ref)
@@ -163,55 +328,75 @@ def _routing_of(delivery: DeliveryRow) -> Routing:
 def _mark_sending(session: Session, ctx: StepContext, delivery: DeliveryRow) -> bool:
     """Record 'sending' durably before the remote call, only while this worker still holds the
     lease (a long batch can outlive it); renews the lease for the call. False: lease lost."""
-    now = ctx.clock()
-    tries = session.execute(
-        update(DeliveryRow)
-        .where(DeliveryRow.id == delivery.id, DeliveryRow.lease_owner == ctx.worker, DeliveryRow.lease_until > now)
-        .values(state="sending", tries=DeliveryRow.tries + 1, lease_until=now + ctx.lease)
-        .returning(DeliveryRow.tries)
-        .execution_options(synchronize_session=False)
-    ).scalar()
-    if tries is None:
-        session.rollback()
-        return False
-    # What the UPDATE wrote, without reading the row back.
-    for key, value in (("state", "sending"), ("tries", tries), ("lease_until", now + ctx.lease)):
-        set_committed_value(delivery, key, value)
-    record_event(session, "sending", report_id=delivery.report_id, delivery_id=delivery.id, run_id=ctx.run_id,
-                 target=delivery.target, external_ref=delivery.external_ref, try_number=delivery.tries)
-    session.commit()
-    return True
+    return delivery.id in _mark_chunk_sending(session, ctx, [delivery])
 
 
 def _delivered(session: Session, ctx: StepContext, delivery: DeliveryRow, receipt: DocumentReceipt, recovered: bool = False) -> str:
-    now = ctx.clock()
-    # Poll may have recorded a later status while the call was under way: read it afresh.
-    table = DeliveryRow.__table__
-    status, status_at = session.execute(select(table.c.doc_status, table.c.doc_status_at).where(table.c.id == delivery.id)).one()
-    set_committed_value(delivery, "doc_status", status)
-    set_committed_value(delivery, "doc_status_at", status_at)
-    delivery.state = "delivered"
-    delivery.document_id = receipt.document_id
-    delivery.delivered_at = now
-    delivery.last_error = None
-    delivery.next_try_at = None
-    if delivery.doc_status is None:
-        delivery.doc_status, delivery.doc_status_at = CanonicalStatus.DELIVERED, now
-    release(delivery)
-    healthy = session.info.get(_HEALTHY)
-    if healthy is None or delivery.target not in healthy:
-        circuit.record_success(session, delivery.target, now)
-        if healthy is not None:
-            healthy.add(delivery.target)
-    refresh_status(session, delivery.report, ctx.run_id)  # the run goes on its duplicates' events
-    record_event(session, "delivered", report_id=delivery.report_id, delivery_id=delivery.id, run_id=ctx.run_id,
-                 status=CanonicalStatus.DELIVERED, target=delivery.target, agency=delivery.agency_code,
-                 external_ref=delivery.external_ref, document_id=receipt.document_id,
-                 created=receipt.created, recovered_by_lookup=recovered)
-    session.commit()
-    log.info("delivered report=%s ref=%s document=%s created=%s", delivery.report.source_id, delivery.external_ref,
-             receipt.document_id, receipt.created)
+    _record_delivered(session, ctx, [(delivery, receipt, recovered)])
     return "delivered" if receipt.created else "already_there"
+
+
+def _record_delivered(session: Session, ctx: StepContext, done: list[tuple[DeliveryRow, DocumentReceipt, bool]]) -> None:
+    """Write the outcome of successful sends (``(delivery, receipt, recovered_by_lookup)``) in one
+    transaction, and empty ``done``."""
+    if not done:
+        return
+    now = ctx.clock()
+    # Poll may have recorded a later status while the calls were under way: read it afresh.
+    table = DeliveryRow.__table__
+    fresh = {row.id: row for row in session.execute(
+        select(table.c.id, table.c.state, table.c.doc_status, table.c.doc_status_at).where(table.c.id.in_([d.id for d, _, _ in done])))}
+    # A call that outlived its lease may have been found by another worker's lookup, which wrote the outcome.
+    taken = [d for d, _, _ in done if fresh[d.id].state == "delivered"]
+    for delivery in taken:
+        log.warning("outcome already written by another worker ref=%s", delivery.external_ref)
+    done[:] = [item for item in done if item[0] not in taken]
+    if not done:
+        return
+    rated = set(session.scalars(select(RatingRow.report_id).where(RatingRow.report_id.in_({d.report_id for d, _, _ in done}))))
+    _refresh_other_lanes(session, done)
+    healthy = session.info.get(_HEALTHY)
+    events = EventBatch(ctx.run_id)
+    for delivery, receipt, recovered in done:
+        set_committed_value(delivery, "doc_status", fresh[delivery.id].doc_status)
+        set_committed_value(delivery, "doc_status_at", fresh[delivery.id].doc_status_at)
+        delivery.state = "delivered"
+        delivery.document_id = receipt.document_id
+        delivery.delivered_at = now
+        delivery.last_error = None
+        delivery.next_try_at = None
+        if delivery.doc_status is None:
+            delivery.doc_status, delivery.doc_status_at = CanonicalStatus.DELIVERED, now
+        release(delivery)
+        if healthy is None or delivery.target not in healthy:
+            circuit.record_success(session, delivery.target, now)
+            if healthy is not None:
+                healthy.add(delivery.target)
+        refresh_status(session, delivery.report, ctx.run_id, rated=delivery.report_id in rated)  # the run goes on its duplicates' events
+        events.add("delivered", report_id=delivery.report_id, delivery_id=delivery.id, status=CanonicalStatus.DELIVERED,
+                   target=delivery.target, agency=delivery.agency_code, external_ref=delivery.external_ref,
+                   document_id=receipt.document_id, created=receipt.created, recovered_by_lookup=recovered)
+    events.write(session)
+    session.commit()
+    for delivery, receipt, _ in done:
+        log.info("delivered report=%s ref=%s document=%s created=%s", delivery.report.source_id, delivery.external_ref,
+                 receipt.document_id, receipt.created)
+    done.clear()
+
+
+def _refresh_other_lanes(session: Session, done: list[tuple[DeliveryRow, DocumentReceipt, bool]]) -> None:
+    """Read afresh the other lanes of reports handled by several agencies: another worker may
+    have delivered one since this batch was claimed, and the report's status depends on all."""
+    ours = {d.id for d, _, _ in done}
+    others = [sibling for d, _, _ in done for sibling in d.report.deliveries if sibling.id not in ours]
+    if not others:
+        return
+    table = DeliveryRow.__table__
+    now = {row.id: row for row in session.execute(select(table.c.id, table.c.state, table.c.doc_status, table.c.published_at)
+                                                  .where(table.c.id.in_({d.id for d in others})))}
+    for sibling in others:
+        for key in ("state", "doc_status", "published_at"):
+            set_committed_value(sibling, key, getattr(now[sibling.id], key))
 
 
 def _retry_later(session: Session, ctx: StepContext, delivery: DeliveryRow, error: ConnectorError, state: str,
