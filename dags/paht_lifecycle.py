@@ -3,6 +3,10 @@
 Thin on purpose (DESIGN §7): the steps live in ``paht_bridge.ledger.steps``; this file
 only sets schedules, retries and Asset links, and does no I/O at import time beyond
 listing the deployment mapping files. Tasks map over deployments, never over reports.
+
+``paht_ingest`` starts when a citizen source has something new: the triggerer runs one
+``NewReportsTrigger`` per deployment watching ``NEW_REPORTS`` (``paht_bridge.plugins.new_reports_trigger``);
+its 5-minute cron stays as a safety net (a watcher that could not fire, a triggerer that is down).
 """
 
 from __future__ import annotations
@@ -10,15 +14,19 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, get_current_context, task
+from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, AssetWatcher, get_current_context, task
 from airflow.timetables.trigger import CronTriggerTimetable
 
 from paht_bridge.alerts import PahtAlertNotifier
 from paht_bridge.mappings.config import deployment_names
+from paht_bridge.plugins.new_reports_trigger import NewReportsTrigger
 
 TZ = "Asia/Ho_Chi_Minh"
 DEPLOYMENTS = deployment_names()
 REPORTS_ROUTED = Asset("paht://ledger/reports-routed")
+#: Updated by the triggerer whenever a deployment's citizen sources hold reports past the ledger's cursors.
+NEW_REPORTS = Asset("paht://citizen-apps/new-reports",
+                    watchers=[AssetWatcher(name=f"new_reports_{d}", trigger=NewReportsTrigger(deployment=d)) for d in DEPLOYMENTS])
 DEFAULT_ARGS = {"retries": 2, "retry_delay": timedelta(minutes=1), "retry_exponential_backoff": 2.0,
                 "execution_timeout": timedelta(minutes=30), "owner": "paht",
                 "on_failure_callback": PahtAlertNotifier()}
@@ -48,7 +56,8 @@ def _lifecycle_dag(dag_id: str, description: str, schedule: object, steps: list[
 
 
 paht_ingest = _lifecycle_dag("paht_ingest", "Pull new reports from citizen apps, normalise and route them",
-                             CronTriggerTimetable("*/5 * * * *", timezone=TZ), [("ingest", [REPORTS_ROUTED])])
+                             AssetOrTimeSchedule(timetable=CronTriggerTimetable("*/5 * * * *", timezone=TZ), assets=[NEW_REPORTS]),
+                             [("ingest", [REPORTS_ROUTED])])
 paht_deliver = _lifecycle_dag("paht_deliver", "Create routed reports as documents in agencies' systems, exactly once",
                               AssetOrTimeSchedule(timetable=CronTriggerTimetable("*/5 * * * *", timezone=TZ), assets=[REPORTS_ROUTED]),
                               [("deliver", None)])

@@ -1,5 +1,5 @@
 """Airflow provider metadata: declares the bridge's connection types so the Airflow UI
-shows the right form fields (entry point ``apache_airflow_provider``)."""
+shows the right form fields, and its trigger (entry point ``apache_airflow_provider``)."""
 
 from __future__ import annotations
 
@@ -46,4 +46,6 @@ def get_provider_info() -> dict[str, Any]:
                 "ui-field-behaviour": {"relabeling": {"password": "Token or password", "host": "Base URL"}},
             },
         ],
+        # The triggerer runs it for paht_ingest's AssetWatchers (dags/paht_lifecycle.py).
+        "triggers": [{"integration-name": "PAHT bridge", "python-modules": ["paht_bridge.plugins.new_reports_trigger"]}],
     }
