@@ -6,6 +6,9 @@ each document at the REST and SOAP stand-ins. The *pipeline* is the bridge's ing
 (pull, normalise, route, ledger writes) and deliver (claim, record sending, create, record
 the outcome) steps on a fresh ledger. Both run in this process against the stand-ins in
 their own process; each repetition gets a fresh sandbox so both create new documents.
+Both build their clients before the clock starts (zeep reads a WSDL once per process), and
+the pipeline configures SQLAlchemy's mappers first: once-per-process set-up is not a cost
+per report.
 """
 
 from __future__ import annotations
@@ -55,9 +58,17 @@ def pipeline(url: str, tag: str) -> dict[str, float]:
     """Seconds for the bridge's ingest and deliver steps, per deployment, on ledger ``url``."""
     from paht_bridge.ledger.steps import deliver, ingest
 
+    from sqlalchemy.orm import configure_mappers
+
+    configure_mappers()  # once per process, like the floor's clients below: not a cost per report
     out: dict[str, float] = {}
     for name, kind in DEPLOYMENTS.items():
         ctx = context(url, name, f"bench-{tag}")
+        # The clients are built before the clock starts, as the floor's are (zeep reads its WSDL once).
+        for spec in ctx.mapping.sources:
+            ctx.connectors.source(spec.name)
+        for spec in ctx.mapping.targets:
+            ctx.connectors.target(spec.name)
         started = time.perf_counter()
         ingested = ingest(ctx)
         out[f"{kind}_ingest_s"] = time.perf_counter() - started

@@ -90,7 +90,8 @@ def a_rerouted_report(url: str) -> tuple[str, list[EventRow], list[DeliveryRow]]
     """A report with the longest story in the ledger: refused, re-routed, answered, rated."""
     with sessions(url)() as session:
         report = session.scalar(select(ReportRow).join(EventRow, EventRow.report_id == ReportRow.id)
-                                .where(EventRow.kind == "rerouted").order_by(ReportRow.id).limit(1))
+                                .where(EventRow.kind == "rerouted", ReportRow.status == "rated")  # not an Open311 one: no ratings
+                                .order_by(ReportRow.id).limit(1))
         events = session.scalars(select(EventRow).where(EventRow.report_id == report.id).order_by(EventRow.at, EventRow.id)).all()
         return report.source_id, list(events), list(report.deliveries)
 
