@@ -6,6 +6,7 @@ with its counts, or its error if it failed.
 
 from __future__ import annotations
 
+import gc
 import logging
 
 from paht_bridge.connectors.hooks import AirflowConnectors
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 
 def run_step(step: str, deployment_name: str, run_id: str, dag_id: str | None = None) -> dict:
     """Run ``step`` for one deployment; returns counts (safe for XCom: no personal data)."""
+    settle_heap()
     install_log_masking()
     mapping = deployment(deployment_name)
     migrate()
@@ -41,6 +43,22 @@ def run_step(step: str, deployment_name: str, run_id: str, dag_id: str | None = 
     _finish(make_session, run.id, "partial" if result.errors else "success", result.counts, result.errors)
     log.info("step done step=%s deployment=%s counts=%s", step, deployment_name, result.counts)
     return result.model_dump()
+
+
+_settled = False
+
+
+def settle_heap() -> None:
+    """Hide what a task process holds before its step (Airflow, SQLAlchemy, zeep, pydantic: a
+    few hundred thousand objects that live as long as the process) from the cyclic garbage
+    collector, so each full collection during a batch scans only what the batch made (the
+    benchmark measured about 0.4 ms per report spent in those full collections otherwise).
+    Once per process: a process that runs many steps (``dag.test``, the demo) freezes only
+    what it imported, not the garbage of its earlier steps."""
+    global _settled
+    if not _settled:
+        _settled = True
+        gc.freeze()
 
 
 def _finish(make_session, run_id: int, state: str, counts: dict, errors: list) -> None:  # noqa: ANN001

@@ -17,7 +17,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Update, select, update
+from sqlalchemy import Update, bindparam, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -30,6 +30,14 @@ from paht_bridge.ledger.steps.status import refresh_status
 from paht_bridge.ledger.store import EventBatch, claim_deliveries, record_event, release
 from paht_bridge.mappings.canonical import CanonicalStatus, DocumentReceipt, DocumentRecord, LocalAttachment, Report, Routing
 from paht_bridge.mappings.transforms import build_document
+
+_DELIVERIES = DeliveryRow.__table__
+#: What a successful send writes on its delivery, by primary key: one statement for a whole
+#: chunk (executemany), with the objects told the same values (no unit of work to flush).
+_OUTCOME_COLUMNS = ("state", "document_id", "delivered_at", "last_error", "next_try_at", "doc_status", "doc_status_at",
+                    "lease_owner", "lease_until")
+_WRITE_OUTCOME = (update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("delivery_id"))
+                  .values({name: bindparam(name, type_=_DELIVERIES.c[name].type) for name in _OUTCOME_COLUMNS}))
 
 
 def deliver(ctx: StepContext) -> StepResult:
@@ -357,17 +365,15 @@ def _record_delivered(session: Session, ctx: StepContext, done: list[tuple[Deliv
     _refresh_other_lanes(session, done)
     healthy = session.info.get(_HEALTHY)
     events = EventBatch(ctx.run_id)
+    outcomes: list[dict[str, object]] = []
     for delivery, receipt, recovered in done:
-        set_committed_value(delivery, "doc_status", fresh[delivery.id].doc_status)
-        set_committed_value(delivery, "doc_status_at", fresh[delivery.id].doc_status_at)
-        delivery.state = "delivered"
-        delivery.document_id = receipt.document_id
-        delivery.delivered_at = now
-        delivery.last_error = None
-        delivery.next_try_at = None
-        if delivery.doc_status is None:
-            delivery.doc_status, delivery.doc_status_at = CanonicalStatus.DELIVERED, now
-        release(delivery)
+        known = fresh[delivery.id]  # a status poll recorded meanwhile is kept
+        doc_status, doc_status_at = (known.doc_status, known.doc_status_at) if known.doc_status is not None else (CanonicalStatus.DELIVERED, now)
+        outcome = {"state": "delivered", "document_id": receipt.document_id, "delivered_at": now, "last_error": None,
+                   "next_try_at": None, "doc_status": doc_status, "doc_status_at": doc_status_at, "lease_owner": None, "lease_until": None}
+        for name, value in outcome.items():
+            set_committed_value(delivery, name, value)
+        outcomes.append({"delivery_id": delivery.id, **outcome})
         if healthy is None or delivery.target not in healthy:
             circuit.record_success(session, delivery.target, now)
             if healthy is not None:
@@ -376,11 +382,12 @@ def _record_delivered(session: Session, ctx: StepContext, done: list[tuple[Deliv
         events.add("delivered", report_id=delivery.report_id, delivery_id=delivery.id, status=CanonicalStatus.DELIVERED,
                    target=delivery.target, agency=delivery.agency_code, external_ref=delivery.external_ref,
                    document_id=receipt.document_id, created=receipt.created, recovered_by_lookup=recovered)
+    session.connection().execute(_WRITE_OUTCOME, outcomes)
     events.write(session)
     session.commit()
-    for delivery, receipt, _ in done:
-        log.info("delivered report=%s ref=%s document=%s created=%s", delivery.report.source_id, delivery.external_ref,
-                 receipt.document_id, receipt.created)
+    for delivery, receipt, _ in done:  # the connector logged the call itself at INFO
+        log.debug("delivered report=%s ref=%s document=%s created=%s", delivery.report.source_id, delivery.external_ref,
+                  receipt.document_id, receipt.created)
     done.clear()
 
 

@@ -13,6 +13,8 @@ earlier one's.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
@@ -21,13 +23,15 @@ from paht_bridge.ledger.db import decrypt, encrypt
 from paht_bridge.ledger.duplicates import Match, Sighting, best_match, window
 from paht_bridge.ledger.models import DeliveryRow, QuarantineRow, ReportRow
 from paht_bridge.ledger.steps.context import StepContext, StepResult, log, reraise_after_others
-from paht_bridge.ledger.steps.status import active_delivery, new_report_status, refresh_status
+from paht_bridge.ledger.steps.status import active_delivery, refresh_status
 from paht_bridge.connectors.errors import ConnectorError
 from paht_bridge.ledger.steps.feed import consume_feed
 from paht_bridge.ledger.store import EventBatch, record_event
 from paht_bridge.mappings.admin_units import ResolvedUnits, resolve_units
-from paht_bridge.mappings.canonical import CanonicalStatus, Report, vietnam_now
+from paht_bridge.mappings.canonical import CanonicalStatus, Report, Routing, vietnam_now
 from paht_bridge.mappings.transforms import MappingProblem, external_ref, routes
+
+_REPORTS, _DELIVERIES = ReportRow.__table__, DeliveryRow.__table__
 
 
 def ingest(ctx: StepContext) -> StepResult:
@@ -56,74 +60,111 @@ def take_in(session: Session, ctx: StepContext, report: Report) -> str:
     return take_page(session, ctx, [report])[0]
 
 
+@dataclass
+class _Fresh:
+    """A report first seen on this page: the row to insert, and what it is routed by."""
+
+    index: int  # its place in the page's outcomes
+    report: Report  # as first seen on the page: what it is routed by
+    units: ResolvedUnits
+    row: dict[str, Any]  # the ``reports`` row to insert: the newest version on the page
+    changed: bool = False  # changed further down the same page
+    routings: list[Routing] = field(default_factory=list)
+    id: int = 0
+
+
 def take_page(session: Session, ctx: StepContext, reports: list[Report]) -> list[str]:
     """Store a page of reports, each new, changed or a repeat; route the new ones. Returns what
     happened to each, in order.
 
-    The ledger is asked once for the page's reports it already holds, new rows and their
-    deliveries are flushed once each, and the events go in one multi-row INSERT: a page costs
+    The ledger is asked once for the page's reports it already holds; the new reports and
+    their deliveries go in as plain multi-row INSERTs (no unit of work to track them: nothing
+    in this transaction reads them back as objects), and the events in one more: a page costs
     a handful of statements, not several per report."""
     events = EventBatch(ctx.run_id)
     known = _known(session, reports)
     outcomes: list[str] = []
-    fresh: list[tuple[int, ReportRow, Report, ResolvedUnits]] = []
-    changed_on_page: list[ReportRow] = []  # first seen on this page and changed further down it
+    fresh: dict[tuple[str, str], _Fresh] = {}
     for report in reports:
-        row = known.get((report.source, report.source_id))
-        if row is None:
-            units = resolve_units(report.location.unit)
-            row = known[(report.source, report.source_id)] = _new_row(ctx, report, units)
-            session.add(row)
-            fresh.append((len(outcomes), row, report, units))
-            outcomes.append("received")
-        elif report.updated_at <= row.updated_at:
-            outcomes.append("repeated")
-        else:
-            row.title, row.updated_at = report.title, report.updated_at
-            row.payload = _payload(report)
+        key = (report.source, report.source_id)
+        if (row := known.get(key)) is not None:
+            if report.updated_at <= row.updated_at:
+                outcomes.append("repeated")
+                continue
+            row.title, row.updated_at, row.payload = report.title, report.updated_at, _payload(report)
+            events.add("updated", report_id=row.id)
             outcomes.append("updated")
-            if row.id is None:  # first seen on this very page: its id comes with the flush
-                changed_on_page.append(row)
-            else:
-                events.add("updated", report_id=row.id)
-    if not fresh:
-        events.write(session)
-        return outcomes
-    session.flush()  # the new reports' ids, in one INSERT
-    routed: list[tuple[ReportRow, ResolvedUnits]] = []
-    for index, row, report, units in fresh:
-        events.add("received", report_id=row.id, status=CanonicalStatus.RECEIVED, source=report.source, channel=report.channel,
-                   category=report.category, at=row.received_at)
-        try:
-            routings = routes(report, units, ctx.mapping)
-        except MappingProblem as problem:
-            row.problem = str(problem)
-            events.add("needs_review", report_id=row.id, status=CanonicalStatus.RECEIVED, reason=str(problem))
-            log.warning("report needs IOC review report=%s reason=%s", report.key, problem)
-            outcomes[index] = "needs_review"
-            continue
-        if ctx.mapping.duplicates.enabled and (found := _find_primary(session, ctx, row, report)) is not None:
-            events.write(session)  # its 'received' goes before the link's events
-            outcomes[index] = _link(session, ctx, row, *found)
-            continue
-        for lane, routing in enumerate(routings):
-            row.deliveries.append(DeliveryRow(
-                report_id=row.id, deployment=ctx.mapping.deployment, attempt=1, lane=lane, external_ref=external_ref(report, 1, lane),
-                target=routing.target, agency_code=routing.agency_code, agency_name=routing.agency_name,
-                target_category=routing.target_category, priority=routing.priority, deadline=routing.deadline, state="pending",
-            ))
-        routed.append((row, units))
-    for row in changed_on_page:  # after its 'received'
-        events.add("updated", report_id=row.id)
-    session.flush()  # the deliveries' ids, in one INSERT
-    for row, units in routed:
-        for delivery in row.deliveries:
-            events.add("routed", report_id=row.id, delivery_id=delivery.id, status=CanonicalStatus.ROUTED,
-                       agency=delivery.agency_code, agency_name=delivery.agency_name, target=delivery.target, lane=delivery.lane,
-                       deadline=delivery.deadline.isoformat(), ward=units.current.ward if units.current else None)
-        row.status = new_report_status(row)
+        elif (new := fresh.get(key)) is not None:
+            if report.updated_at <= new.row["updated_at"]:
+                outcomes.append("repeated")
+                continue
+            new.row.update(title=report.title, updated_at=report.updated_at, payload=_payload(report))
+            new.changed = True
+            outcomes.append("updated")
+        else:
+            units = resolve_units(report.location.unit)
+            fresh[key] = _Fresh(len(outcomes), report, units, _new_row(ctx, report, units))
+            outcomes.append("received")
+    if fresh:
+        _store_fresh(session, ctx, list(fresh.values()), outcomes, events)
     events.write(session)
     return outcomes
+
+
+def _store_fresh(session: Session, ctx: StepContext, page: list[_Fresh], outcomes: list[str], events: EventBatch) -> None:
+    """Insert the page's new reports, routed before the INSERT (a report that cannot be routed
+    goes in with its problem, for IOC review), then their deliveries."""
+    for new in page:
+        try:
+            new.routings = routes(new.report, new.units, ctx.mapping)
+        except MappingProblem as problem:
+            new.row["problem"] = str(problem)
+            outcomes[new.index] = "needs_review"
+        new.row["status"] = CanonicalStatus.ROUTED if new.routings else CanonicalStatus.RECEIVED
+    ids = session.connection().execute(_REPORTS.insert().returning(_REPORTS.c.id, sort_by_parameter_order=True),
+                                       [new.row for new in page]).scalars().all()
+    deliveries: list[tuple[_Fresh, dict[str, Any]]] = []
+    for new, report_id in zip(page, ids, strict=True):
+        new.id = report_id
+        report = new.report
+        events.add("received", report_id=report_id, status=CanonicalStatus.RECEIVED, source=report.source, channel=report.channel,
+                   category=report.category, at=new.row["received_at"])
+        if not new.routings:
+            events.add("needs_review", report_id=report_id, status=CanonicalStatus.RECEIVED, reason=new.row["problem"])
+            log.warning("report needs IOC review report=%s reason=%s", report.key, new.row["problem"])
+            continue
+        if ctx.mapping.duplicates.enabled:
+            _insert_deliveries(session, ctx, deliveries, events)  # earlier reports of this page can lead
+            row = session.get(ReportRow, report_id)
+            if (found := _find_primary(session, ctx, row, report)) is not None:
+                events.write(session)  # its 'received' goes before the link's events
+                outcomes[new.index] = _link(session, ctx, row, *found)
+                continue
+        deliveries.extend((new, {
+            "report_id": report_id, "deployment": ctx.mapping.deployment, "attempt": 1, "lane": lane,
+            "external_ref": external_ref(report, 1, lane), "target": routing.target, "agency_code": routing.agency_code,
+            "agency_name": routing.agency_name, "target_category": routing.target_category, "priority": routing.priority,
+            "deadline": routing.deadline, "state": "pending", "tries": 0,
+        }) for lane, routing in enumerate(new.routings))
+    for new in page:
+        if new.changed:  # after its 'received'
+            events.add("updated", report_id=new.id)
+    _insert_deliveries(session, ctx, deliveries, events)
+
+
+def _insert_deliveries(session: Session, ctx: StepContext, deliveries: list[tuple[_Fresh, dict[str, Any]]],
+                       events: EventBatch) -> None:
+    """Insert the gathered deliveries in one statement, each with its 'routed' event; empties the list."""
+    if not deliveries:
+        return
+    ids = session.connection().execute(_DELIVERIES.insert().returning(_DELIVERIES.c.id, sort_by_parameter_order=True),
+                                       [row for _, row in deliveries]).scalars().all()
+    for (new, row), delivery_id in zip(deliveries, ids, strict=True):
+        current = new.units.current
+        events.add("routed", report_id=new.id, delivery_id=delivery_id, status=CanonicalStatus.ROUTED,
+                   agency=row["agency_code"], agency_name=row["agency_name"], target=row["target"], lane=row["lane"],
+                   deadline=row["deadline"].isoformat(), ward=current.ward if current else None)
+    deliveries.clear()
 
 
 def _known(session: Session, reports: list[Report]) -> dict[tuple[str, str], ReportRow]:
@@ -227,22 +268,23 @@ def _payload(report: Report) -> dict:
     return report.model_dump(mode="json", exclude={"reporter"})
 
 
-def _new_row(ctx: StepContext, report: Report, units: ResolvedUnits) -> ReportRow:
+def _new_row(ctx: StepContext, report: Report, units: ResolvedUnits) -> dict[str, Any]:
+    """The ``reports`` row of a new report (every column, as a multi-row INSERT needs)."""
     legacy, current = units.legacy, units.current
-    return ReportRow(
-        deployment=ctx.mapping.deployment, source=report.source, source_id=report.source_id,
-        channel=report.channel, category=report.category, title=report.title, status=CanonicalStatus.RECEIVED,
-        created_at=report.created_at, updated_at=report.updated_at, received_at=vietnam_now(),
-        lat=report.location.lat, lon=report.location.lon,
-        legacy_province_code=legacy.province_code if legacy else None,
-        legacy_district_code=legacy.district_code if legacy else None,
-        legacy_ward_code=legacy.ward_code if legacy else None,
-        province_code=current.province_code if current else None,
-        ward_code=current.ward_code if current else None,
-        locality=current.ward if current else None,
-        reporter_name_enc=encrypt(report.reporter.name.get_secret_value()) if report.reporter.name else None,
-        reporter_phone_enc=encrypt(report.reporter.phone.get_secret_value()) if report.reporter.phone else None,
-        payload=_payload(report),
-        problem=units.problem,
-        deliveries=[],  # known empty: appending to it must not ask the ledger
-    )
+    return {
+        "deployment": ctx.mapping.deployment, "source": report.source, "source_id": report.source_id,
+        "channel": report.channel, "category": report.category, "title": report.title, "status": CanonicalStatus.RECEIVED,
+        "created_at": report.created_at, "updated_at": report.updated_at, "received_at": vietnam_now(),
+        "lat": report.location.lat, "lon": report.location.lon,
+        "legacy_province_code": legacy.province_code if legacy else None,
+        "legacy_district_code": legacy.district_code if legacy else None,
+        "legacy_ward_code": legacy.ward_code if legacy else None,
+        "province_code": current.province_code if current else None,
+        "ward_code": current.ward_code if current else None,
+        "locality": current.ward if current else None,
+        "reporter_name_enc": encrypt(report.reporter.name.get_secret_value()) if report.reporter.name else None,
+        "reporter_phone_enc": encrypt(report.reporter.phone.get_secret_value()) if report.reporter.phone else None,
+        "payload": _payload(report),
+        "problem": units.problem,
+        "duplicate_of": None, "duplicate_count": 0, "published_at": None,
+    }

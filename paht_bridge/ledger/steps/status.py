@@ -62,13 +62,6 @@ def refresh_status(session: Session, report: ReportRow, run_id: str | None = Non
     return report.status
 
 
-def new_report_status(report: ReportRow) -> str:
-    """``refresh_status`` for a report taken in this transaction: no rating can point at it
-    yet and it is no duplicate itself, so only its deliveries count (no query). A duplicate
-    linked to it on the same page got its status when it was linked."""
-    return _document_status(report, own=True)
-
-
 def _document_status(report: ReportRow, own: bool) -> str:
     """The status the report's deliveries give; ``own=False``: as seen by a duplicate, for whom
     the primary's publication is not its own."""
