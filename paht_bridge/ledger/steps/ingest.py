@@ -78,7 +78,7 @@ def take_page(session: Session, ctx: StepContext, reports: list[Report]) -> list
     happened to each, in order.
 
     The ledger is asked once for the page's reports it already holds; the new reports and
-    their deliveries go in as plain multi-row INSERTs (no unit of work to track them: nothing
+    their deliveries go in as plain executemany INSERTs (no unit of work to track them: nothing
     in this transaction reads them back as objects), and the events in one more: a page costs
     a handful of statements, not several per report."""
     events = EventBatch(ctx.run_id)
@@ -153,7 +153,7 @@ def _store_fresh(session: Session, ctx: StepContext, page: list[_Fresh], outcome
 
 def _insert_deliveries(session: Session, ctx: StepContext, deliveries: list[tuple[_Fresh, dict[str, Any]]],
                        events: EventBatch) -> None:
-    """Insert the gathered deliveries in one statement, each with its 'routed' event; empties the list."""
+    """Insert the gathered deliveries (one executemany), each with its 'routed' event; empties the list."""
     if not deliveries:
         return
     ids = _inserted_ids(session, _DELIVERIES, [row for _, row in deliveries], ("external_ref",))
