@@ -41,7 +41,7 @@ from paht_bridge.connectors.errors import (
     PermanentError,
     TransientError,
 )
-from paht_bridge.connectors.http import BodyCutOff, BodyTooLarge, BodyTooSlow, read_bounded
+from paht_bridge.connectors.http import BodyCutOff, BodyTooLarge, BodyTooSlow, SettledSession, read_bounded
 from paht_bridge.connectors.limits import DEFAULT_LIMITS, ConnectorLimits
 from paht_bridge.connectors.xml import XmlRefused, check_untrusted, zeep_settings
 
@@ -136,7 +136,7 @@ class SoapCaller:
         self.name = name
         self.endpoint = endpoint
         self.unsafe = unsafe
-        session = requests.Session()
+        session = SettledSession()
         if username is not None:
             session.auth = (username, password or "")
         # No urllib3 retries: a silent resend of a create is exactly what must not happen.
