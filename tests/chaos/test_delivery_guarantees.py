@@ -484,3 +484,25 @@ def test_the_worker_delivering_a_reports_last_lane_shows_it_delivered(stack: San
         assert result.counts == {"delivered": 1}
     with sessions(ledger_url)() as session:
         assert session.scalars(select(ReportRow.status).where(ReportRow.deployment == "quang_tri")).all() == ["delivered"]
+
+
+def test_both_lanes_in_one_chunk_leave_the_report_delivered(stack: SandboxStack, ledger_url: str) -> None:
+    """One worker sends both lanes of each report in the same chunk: the report's status, written
+    with the chunk's outcomes, is the one that follows the last of its lanes, not the first."""
+    from datetime import timedelta
+
+    from paht_bridge.connectors.hooks import AirflowConnectors
+    from paht_bridge.ledger.models import ReportRow
+    from paht_bridge.ledger.steps import StepContext, deliver, ingest
+
+    mapping = _with_a_co_handler()
+    ctx = StepContext(mapping=mapping, sessions=sessions(ledger_url), connectors=AirflowConnectors(mapping), run_id="one-chunk",
+                      lease=timedelta(seconds=600))
+    load_backlog(stack, 6)  # 3 reports for Quảng Trị, 6 deliveries: one chunk
+    ingest(ctx)
+    assert deliver(ctx).counts == {"delivered": 6}
+    with sessions(ledger_url)() as session:
+        statuses = session.scalars(select(ReportRow.status).where(ReportRow.deployment == "quang_tri")).all()
+        status_events = session.scalars(select(func.count(EventRow.id)).where(EventRow.kind == "delivered")).one()
+    assert statuses == ["delivered"] * 3
+    assert status_events == 6

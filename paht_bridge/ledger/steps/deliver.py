@@ -24,9 +24,9 @@ from sqlalchemy.orm.attributes import set_committed_value
 from paht_bridge.connectors.base import CitizenSource
 from paht_bridge.connectors.errors import AmbiguousError, ConnectorError, MalformedResponse, PermanentError, TransientError
 from paht_bridge.ledger import circuit
-from paht_bridge.ledger.models import CircuitRow, DeliveryRow, RatingRow
+from paht_bridge.ledger.models import CircuitRow, DeliveryRow, RatingRow, ReportRow
 from paht_bridge.ledger.steps.context import StepContext, StepResult, log, report_from_row
-from paht_bridge.ledger.steps.status import refresh_status
+from paht_bridge.ledger.steps.status import derive_status, refresh_status
 from paht_bridge.ledger.store import EventBatch, claim_deliveries, record_event, release
 from paht_bridge.mappings.canonical import CanonicalStatus, DocumentReceipt, DocumentRecord, LocalAttachment, Report, Routing
 from paht_bridge.mappings.transforms import build_document
@@ -38,6 +38,8 @@ _OUTCOME_COLUMNS = ("state", "document_id", "delivered_at", "last_error", "next_
                     "lease_owner", "lease_until")
 _WRITE_OUTCOME = (update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("delivery_id"))
                   .values({name: bindparam(name, type_=_DELIVERIES.c[name].type) for name in _OUTCOME_COLUMNS}))
+_REPORTS = ReportRow.__table__
+_WRITE_STATUS = update(_REPORTS).where(_REPORTS.c.id == bindparam("report_id")).values(status=bindparam("status"))
 
 
 def deliver(ctx: StepContext) -> StepResult:
@@ -366,6 +368,7 @@ def _record_delivered(session: Session, ctx: StepContext, done: list[tuple[Deliv
     healthy = session.info.get(_HEALTHY)
     events = EventBatch(ctx.run_id)
     outcomes: list[dict[str, object]] = []
+    statuses: dict[int, str] = {}  # written with the outcomes, by primary key, like them
     for delivery, receipt, recovered in done:
         known = fresh[delivery.id]  # a status poll recorded meanwhile is kept
         doc_status, doc_status_at = (known.doc_status, known.doc_status_at) if known.doc_status is not None else (CanonicalStatus.DELIVERED, now)
@@ -378,11 +381,20 @@ def _record_delivered(session: Session, ctx: StepContext, done: list[tuple[Deliv
             circuit.record_success(session, delivery.target, now)
             if healthy is not None:
                 healthy.add(delivery.target)
-        refresh_status(session, delivery.report, ctx.run_id, rated=delivery.report_id in rated)  # the run goes on its duplicates' events
+        report = delivery.report
+        if report.duplicate_count:  # its duplicates follow it, each with an event: the ORM's way
+            refresh_status(session, report, ctx.run_id, rated=report.id in rated)
+        else:
+            status = derive_status(session, report, rated=report.id in rated)
+            if status != report.status:
+                statuses[report.id] = status
+                set_committed_value(report, "status", status)
         events.add("delivered", report_id=delivery.report_id, delivery_id=delivery.id, status=CanonicalStatus.DELIVERED,
                    target=delivery.target, agency=delivery.agency_code, external_ref=delivery.external_ref,
                    document_id=receipt.document_id, created=receipt.created, recovered_by_lookup=recovered)
     session.connection().execute(_WRITE_OUTCOME, outcomes)
+    if statuses:
+        session.connection().execute(_WRITE_STATUS, [{"report_id": key, "status": value} for key, value in statuses.items()])
     events.write(session)
     session.commit()
     for delivery, receipt, _ in done:  # the connector logged the call itself at INFO

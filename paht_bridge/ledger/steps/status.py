@@ -48,18 +48,22 @@ def refresh_status(session: Session, report: ReportRow, run_id: str | None = Non
 
     ``run_id`` goes on the events of duplicates whose status moves with this report; ``rated``:
     whether the report has a rating, when the caller has read it for a whole batch (else one query)."""
-    if rated is None:
-        rated = bool(session.scalar(select(exists().where(RatingRow.report_id == report.id))))
-    if rated:
-        report.status = CanonicalStatus.RATED
-    elif report.duplicate_of is not None:
-        primary = session.get(ReportRow, report.duplicate_of)
-        report.status = CanonicalStatus.PUBLISHED if report.published_at is not None else _document_status(primary, own=False)
-    else:
-        report.status = _document_status(report, own=True)
+    report.status = derive_status(session, report, rated)
     if report.duplicate_count:
         _follow(session, report, run_id)
     return report.status
+
+
+def derive_status(session: Session, report: ReportRow, rated: bool | None = None) -> str:
+    """What ``refresh_status`` would store on ``report`` itself (its duplicates aside), without storing it."""
+    if rated is None:
+        rated = bool(session.scalar(select(exists().where(RatingRow.report_id == report.id))))
+    if rated:
+        return CanonicalStatus.RATED
+    if report.duplicate_of is not None:
+        primary = session.get(ReportRow, report.duplicate_of)
+        return CanonicalStatus.PUBLISHED if report.published_at is not None else _document_status(primary, own=False)
+    return _document_status(report, own=True)
 
 
 def _document_status(report: ReportRow, own: bool) -> str:
