@@ -36,6 +36,9 @@ class ConnectorLimits(BaseModel):
     max_attachment_bytes: int = Field(default=100 * MIB, ge=1)
     max_attachments: int = Field(default=20, ge=0)  # per report
     allowed_media_types: frozenset[str] = DEFAULT_MEDIA_TYPES
+    #: Host names besides the source's own that attachment URLs may point at (an Open311
+    #: server's media on a CDN); empty: the source's host only.
+    allowed_media_hosts: frozenset[str] = frozenset()
     max_xml_bytes: int = Field(default=8 * MIB, ge=1024)
     max_xml_depth: int = Field(default=64, ge=8)
     max_title_chars: int = Field(default=500, ge=1)
@@ -46,7 +49,7 @@ class ConnectorLimits(BaseModel):
     max_file_name_chars: int = Field(default=255, ge=1)
     max_clock_skew_seconds: float = Field(default=600.0, ge=0)  # how far in the future a time may be
 
-    @field_validator("allowed_media_types", mode="before")
+    @field_validator("allowed_media_types", "allowed_media_hosts", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         if isinstance(value, (list, tuple, set, frozenset)):

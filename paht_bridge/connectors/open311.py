@@ -678,8 +678,8 @@ class Open311Client:
     def open_attachment(self, attachment: Attachment) -> Iterator[Iterator[bytes]]:
         """Stream a request's ``media_url`` in chunks, within the connector's limits.
 
-        Only from the source's own host name (any port), or one listed in
-        ``limits.allowed_media_hosts`` when the deployment's limits have that field: the URL
+        Only from the source's own host name (any port), or one listed in the connection's
+        ``limits.allowed_media_hosts``: the URL
         comes from the server's data, and fetching wherever it points would let it make the
         bridge call internal addresses. Redirects are not followed, for the same reason (a
         redirect is a ``PermanentError``). The file's first bytes must be its declared type;
@@ -707,7 +707,7 @@ class Open311Client:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https"):
             raise self._rejected(attachment, url, f"scheme {parts.scheme[:20]!r} is not allowed (http or https only)")
-        allowed = {urlsplit(self._http.base_url).hostname, *getattr(self.limits, "allowed_media_hosts", ())}
+        allowed = {urlsplit(self._http.base_url).hostname, *self.limits.allowed_media_hosts}
         if parts.hostname not in allowed:
             raise self._rejected(attachment, url, f"host {str(parts.hostname)[:100]!r} is not the source's host")
         media_type = media_type_of(attachment.media_type)

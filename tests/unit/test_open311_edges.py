@@ -637,6 +637,19 @@ def test_a_photo_on_another_host_is_refused_without_a_request(client):
 
 
 @responses.activate
+def test_a_media_host_the_connection_allows_is_fetched_and_others_still_refused():
+    limits = ConnectorLimits.from_extra({"limits": {"allowed_media_hosts": ["CDN.Quangninh.gov.vn"]}})
+    responses.get("https://cdn.quangninh.gov.vn/paht/a.jpg", body=JPEG, content_type="image/jpeg")
+    with client_for(limits=limits) as client:
+        with client.open_attachment(photo("https://cdn.quangninh.gov.vn/paht/a.jpg")) as chunks:
+            assert b"".join(chunks) == JPEG
+        with pytest.raises(RejectedContent, match="not the source's host"):
+            with client.open_attachment(photo("http://169.254.169.254/latest/meta-data.jpg")):
+                pass
+    assert len(responses.calls) == 1
+
+
+@responses.activate
 def test_a_redirect_is_not_followed(client):
     responses.get("http://open311.test/media/a.jpg", status=302, headers={"Location": "http://evil.test/a.jpg"})
     with pytest.raises(PermanentError, match="302"):
