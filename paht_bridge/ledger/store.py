@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from paht_bridge.ledger.db import encrypt
@@ -84,6 +84,16 @@ def set_cursor(session: Session, stream: str, value: str | None) -> None:
         row.updated_at = vietnam_now()
 
 
+def _free(now: datetime) -> ColumnElement[bool]:
+    return or_(DeliveryRow.lease_until.is_(None), DeliveryRow.lease_until < now)
+
+
+def claimable(deployment: str, states: tuple[str, ...], now: datetime) -> tuple[ColumnElement[bool], ...]:
+    """What ``claim_deliveries`` can take now: in ``states``, due, and under no live lease."""
+    due = or_(DeliveryRow.next_try_at.is_(None), DeliveryRow.next_try_at <= now)
+    return DeliveryRow.deployment == deployment, DeliveryRow.state.in_(states), due, _free(now)
+
+
 def claim_deliveries(
     session: Session,
     *,
@@ -97,35 +107,35 @@ def claim_deliveries(
 ) -> list[DeliveryRow]:
     """Take up to ``limit`` deliveries due now under a lease, so two workers never hold the same one.
 
-    On PostgreSQL candidate rows are locked with ``FOR UPDATE SKIP LOCKED``; on both engines
-    the lease is then taken with a conditional UPDATE that only succeeds where no live lease
-    exists, so a zombie worker and its retry cannot both win. Commits the claim.
+    One statement picks and leases them: ``UPDATE … WHERE id IN (the first due, free ones)
+    RETURNING id``. SQLite runs it under its write lock, so concurrent senders never pick the
+    same rows (a separate SELECT let them, and the losers found nothing and stopped); on
+    PostgreSQL the pick locks its rows ``FOR UPDATE SKIP LOCKED``, so each claimer takes the
+    next free ones. The outer condition re-checks the lease, so a zombie worker and its retry
+    cannot both win. Commits the claim; returns the deliveries in the order they are due.
     """
-    due = or_(DeliveryRow.next_try_at.is_(None), DeliveryRow.next_try_at <= now)
-    free = or_(DeliveryRow.lease_until.is_(None), DeliveryRow.lease_until < now)
-    query = (
+    order = (DeliveryRow.priority.desc(), DeliveryRow.deadline, DeliveryRow.id)
+    pick = (
         select(DeliveryRow.id)
-        .where(DeliveryRow.deployment == deployment, DeliveryRow.state.in_(states), due, free,
-               DeliveryRow.target.not_in(skip_targets))
-        .order_by(DeliveryRow.priority.desc(), DeliveryRow.deadline, DeliveryRow.id)
+        .where(*claimable(deployment, states, now), DeliveryRow.target.not_in(skip_targets))
+        .order_by(*order)
         .limit(limit)
     )
     if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    ids = list(session.scalars(query))
-    if not ids:
-        session.commit()
-        return []
-    session.execute(
+        pick = pick.with_for_update(skip_locked=True)
+    ids = list(session.scalars(
         update(DeliveryRow)
-        .where(DeliveryRow.id.in_(ids), free)
+        .where(DeliveryRow.id.in_(pick.scalar_subquery()), _free(now))
         .values(lease_owner=owner, lease_until=now + lease)
+        .returning(DeliveryRow.id)
         .execution_options(synchronize_session=False)
-    )
+    ))
     session.commit()
+    if not ids:
+        return []
     # Each delivery's report and its other deliveries are needed to send it and to derive the
     # report's status after: loaded for the whole batch in two queries, not two per delivery.
-    claimed = select(DeliveryRow).where(DeliveryRow.id.in_(ids), DeliveryRow.lease_owner == owner).options(
+    claimed = select(DeliveryRow).where(DeliveryRow.id.in_(ids), DeliveryRow.lease_owner == owner).order_by(*order).options(
         selectinload(DeliveryRow.report).selectinload(ReportRow.deliveries))
     return list(session.scalars(claimed))
 

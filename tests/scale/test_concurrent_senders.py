@@ -47,3 +47,61 @@ def test_senders_share_the_work_and_report_one_result(ledger_url: str, stack: Sa
     delivered = sum(deliver(ctx).counts.get("delivered", 0) for ctx in contexts(ledger_url, "calm", send_concurrency=3))
     assert delivered == 80
     assert exactly_once(stack, ledger_url)["duplicated"] == 0
+
+
+def test_claimers_started_together_each_get_their_own_deliveries(ledger_url: str, stack: SandboxStack) -> None:
+    """Eight workers claim at the same moment: each takes five different deliveries of the
+    forty due. (With a SELECT before the leasing UPDATE, SQLite let them pick the same five,
+    and the losers came back with nothing, as if nothing were due.)"""
+    import threading
+    from datetime import timedelta
+
+    from paht_bridge.ledger.db import sessions
+    from paht_bridge.ledger.store import claim_deliveries
+    from paht_bridge.mappings.canonical import vietnam_now
+
+    load_backlog(stack, 80)  # 40 deliveries for each deployment
+    ingest_all(ledger_url)
+    start, taken = threading.Barrier(8), {}
+
+    def claim(n: int) -> None:
+        with sessions(ledger_url)() as session:
+            start.wait()
+            batch = claim_deliveries(session, deployment="dien_bien", owner=f"worker-{n}", states=("pending",), limit=5,
+                                     lease=timedelta(minutes=10), now=vietnam_now())
+            taken[n] = [d.id for d in batch]
+
+    threads = [threading.Thread(target=claim, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(len(ids) for ids in taken.values()) == [5] * 8
+    assert len({i for ids in taken.values() for i in ids}) == 40
+
+
+def test_each_sender_gets_a_share_of_a_small_backlog(ledger_url: str, stack: SandboxStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forty due and four senders per target: each claims ten at a time, so all four send
+    (batches of 100 would leave three idle)."""
+    import importlib
+
+    from paht_bridge.ledger import store
+
+    deliver_module = importlib.import_module("paht_bridge.ledger.steps.deliver")  # the package exports a function of that name
+    claims: list[tuple[str, int]] = []
+    real = store.claim_deliveries
+
+    def spy(session, **kwargs):  # noqa: ANN001, ANN202
+        batch = real(session, **kwargs)
+        if batch:
+            claims.append((kwargs["owner"], len(batch)))
+        return batch
+
+    monkeypatch.setattr(deliver_module, "claim_deliveries", spy)
+    load_backlog(stack, 80)
+    ingest_all(ledger_url)
+    ctx = next(c for c in contexts(ledger_url, "shares", send_concurrency=4) if c.mapping.deployment == "dien_bien")
+    assert deliver(ctx).counts == {"delivered": 40}
+    assert sorted(size for _, size in claims) == [10] * 4
+    assert len({owner for owner, _ in claims}) == 4
+    assert exactly_once(stack, ledger_url)["duplicated"] == 0

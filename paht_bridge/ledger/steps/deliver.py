@@ -17,7 +17,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Update, bindparam, select, update
+from sqlalchemy import Update, bindparam, func, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -27,11 +27,13 @@ from paht_bridge.ledger import circuit
 from paht_bridge.ledger.models import CircuitRow, DeliveryRow, RatingRow, ReportRow
 from paht_bridge.ledger.steps.context import StepContext, StepResult, log, report_from_row
 from paht_bridge.ledger.steps.status import derive_status, refresh_status
-from paht_bridge.ledger.store import EventBatch, claim_deliveries, record_event, release
+from paht_bridge.ledger.store import EventBatch, claim_deliveries, claimable, record_event, release
 from paht_bridge.mappings.canonical import CanonicalStatus, DocumentReceipt, DocumentRecord, LocalAttachment, Report, Routing
 from paht_bridge.mappings.transforms import build_document
 
 _DELIVERIES = DeliveryRow.__table__
+#: What a deliver step takes: never sent, in doubt (looked up first), or left mid-call by a dead worker.
+_CLAIMED_STATES = ("pending", "unknown", "sending")
 #: What a successful send writes on its delivery, by primary key: one statement for a whole
 #: chunk (executemany), with the objects told the same values (no unit of work to flush).
 _OUTCOME_COLUMNS = ("state", "document_id", "delivered_at", "last_error", "next_try_at", "doc_status", "doc_status_at",
@@ -50,9 +52,11 @@ def deliver(ctx: StepContext) -> StepResult:
         return _deliver_batches(ctx, StepResult(deployment=ctx.mapping.deployment, step="deliver"))
     names = [t.name for t in ctx.mapping.targets]
     senders = [(t.name, n) for t in ctx.mapping.targets for n in range(t.send_concurrency)]
+    batch = _shares(ctx)
     with ThreadPoolExecutor(max_workers=len(senders), thread_name_prefix="paht-deliver") as pool:
         parts = list(pool.map(lambda sender: _deliver_batches(
-            replace(ctx, worker=f"{ctx.worker}-{sender[0]}-{sender[1]}"), StepResult(deployment=ctx.mapping.deployment, step="deliver"),
+            replace(ctx, worker=f"{ctx.worker}-{sender[0]}-{sender[1]}", batch_size=batch[sender[0]]),
+            StepResult(deployment=ctx.mapping.deployment, step="deliver"),
             others=frozenset(n for n in names if n != sender[0])), senders))
     result = StepResult(deployment=ctx.mapping.deployment, step="deliver")
     for part in parts:
@@ -65,6 +69,16 @@ def deliver(ctx: StepContext) -> StepResult:
     return result
 
 
+def _shares(ctx: StepContext) -> dict[str, int]:
+    """How many deliveries each sender of a target claims at a time: its share of what is due
+    now, at most ``batch_size``. With 500 due and 16 senders, batches of 100 would keep 11 of
+    them idle and the other 5 sending 100 calls each, one after another."""
+    with ctx.sessions() as session:
+        due = dict(session.execute(select(DeliveryRow.target, func.count()).where(*claimable(
+            ctx.mapping.deployment, _CLAIMED_STATES, ctx.clock())).group_by(DeliveryRow.target)).all())
+    return {t.name: max(1, min(ctx.batch_size, -(-due.get(t.name, 0) // t.send_concurrency))) for t in ctx.mapping.targets}
+
+
 def _deliver_batches(ctx: StepContext, result: StepResult, others: frozenset[str] = frozenset()) -> StepResult:
     """Claim and send batches until nothing is due; ``others``: targets this sender leaves alone."""
     while True:
@@ -72,7 +86,7 @@ def _deliver_batches(ctx: StepContext, result: StepResult, others: frozenset[str
             now = ctx.clock()
             blocked = frozenset(t.name for t in ctx.mapping.targets if t.name not in others and circuit.is_open(session, t.name, now))
             batch = claim_deliveries(session, deployment=ctx.mapping.deployment, owner=ctx.worker,
-                                     states=("pending", "unknown", "sending"), limit=ctx.batch_size, lease=ctx.lease,
+                                     states=_CLAIMED_STATES, limit=ctx.batch_size, lease=ctx.lease,
                                      now=now, skip_targets=blocked | others)
             if not batch:
                 if blocked:
