@@ -310,7 +310,7 @@ class SoapFault(Exception):
         self.path = path
 
 
-def _local(tag: str) -> str:
+def local_name(tag: str) -> str:
     return etree.QName(tag).localname
 
 
@@ -379,7 +379,7 @@ def soap_payload(body: bytes) -> etree._Element:
     except (ValueError, etree.XMLSyntaxError) as exc:
         raise SoapFault("Client", f"Unreadable request: {exc}", "MALFORMED_XML") from exc
     if root.tag != f"{{{SOAP_NS}}}Envelope":
-        raise SoapFault("Client", f"Expected a SOAP 1.1 Envelope, got {_local(root.tag)}", "MALFORMED_XML")
+        raise SoapFault("Client", f"Expected a SOAP 1.1 Envelope, got {local_name(root.tag)}", "MALFORMED_XML")
     body_el = root.find(f"{{{SOAP_NS}}}Body")
     children = [c for c in body_el if isinstance(c.tag, str)] if body_el is not None else []
     if len(children) != 1:
@@ -409,7 +409,7 @@ def _incoming(payload: etree._Element) -> dict[str, Any]:
         "content": _text(header, "ed:Content"),
         "priority": int(_text(header, "ed:OtherInfo/ed:Priority") or 0),
         "due_date": _text(header, "ed:DueDate"),
-        "field_report": {_local(c.tag): c.text or "" for c in report} if report is not None else {},
+        "field_report": {local_name(c.tag): c.text or "" for c in report} if report is not None else {},
         "attachments": [_attachment(ref) for ref in payload.iterfind(".//ed:edXMLManifest/ed:Reference", NS)],
     }
 
@@ -539,7 +539,8 @@ class FaultRequest(BaseModel):
     delay: float = Field(default=2.0, ge=0)
 
 
-def _authorized(state: EdxmlDocsysState, header: str | None) -> bool:
+def basic_auth_ok(state: EdxmlDocsysState, header: str | None) -> bool:
+    """Whether an ``Authorization`` header carries the stand-in's HTTP Basic credentials (both SOAP stand-ins)."""
     if not header or not header.lower().startswith("basic "):
         return False
     try:
@@ -554,7 +555,7 @@ def _authorized(state: EdxmlDocsysState, header: str | None) -> bool:
     return all(checks)
 
 
-def _xml(body: bytes, status: int = 200) -> Response:
+def xml_response(body: bytes, status: int = 200) -> Response:
     return Response(body, status_code=status, media_type="text/xml; charset=utf-8")
 
 
@@ -575,34 +576,34 @@ def create_edxml_app(state: EdxmlDocsysState) -> FastAPI:
             return Response("Add ?wsdl for the service description.", status_code=404, media_type="text/plain")
         state.count_fetch()
         text = WSDL_FILE.read_text(encoding="utf-8").replace("http://localhost/edxml", f"{str(request.base_url).rstrip('/')}/edxml")
-        return _xml(text.encode("utf-8"))
+        return xml_response(text.encode("utf-8"))
 
     @app.get("/edxml_docsys.xsd")
     def xsd() -> Response:
         state.count_fetch()
-        return _xml(XSD_FILE.read_bytes())
+        return xml_response(XSD_FILE.read_bytes())
 
     @app.post("/edxml")
     async def soap(request: Request) -> Response:
-        if not _authorized(state, request.headers.get("authorization")):
+        if not basic_auth_ok(state, request.headers.get("authorization")):
             return Response("Unauthorized", status_code=401, headers={"WWW-Authenticate": 'Basic realm="edxml"'}, media_type="text/plain")
         body = await request.body()
         try:
             payload = soap_payload(body)
-            operation = _local(payload.tag).removesuffix("Request")
-            handler = OPERATIONS.get(_local(payload.tag)) if payload.tag.startswith(f"{{{EDXML_NS}}}") else None
+            operation = local_name(payload.tag).removesuffix("Request")
+            handler = OPERATIONS.get(local_name(payload.tag)) if payload.tag.startswith(f"{{{EDXML_NS}}}") else None
             if handler is None:
-                raise SoapFault("Client", f"Unknown operation element {_local(payload.tag)}", "UNKNOWN_OPERATION")
+                raise SoapFault("Client", f"Unknown operation element {local_name(payload.tag)}", "UNKNOWN_OPERATION")
             invalid = validate(payload, operation)
             if invalid is not None:
                 raise invalid
             state.count_call(operation)
             return await _run(state, operation, handler, payload, validate)
         except SoapFault as fault:
-            return _xml(fault_body(fault), 500)
+            return xml_response(fault_body(fault), 500)
         except Exception as exc:  # a stand-in bug still answers in SOAP, as a real service would
             log.exception("edxml sandbox failed on a request")
-            return _xml(fault_body(SoapFault("Server", f"Internal error: {exc.__class__.__name__}", "INTERNAL")), 500)
+            return xml_response(fault_body(SoapFault("Server", f"Internal error: {exc.__class__.__name__}", "INTERNAL")), 500)
 
     @app.post("/_sandbox/desk/tick")
     def tick() -> dict[str, int]:
@@ -647,7 +648,7 @@ async def _run(
     if kind == "html":
         return Response(HTML_ERROR_PAGE, status_code=200, media_type="text/html; charset=utf-8")
     if kind == "entity_bomb":
-        return _xml(ENTITY_BOMB)
+        return xml_response(ENTITY_BOMB)
     if kind == "latency":
         await asyncio.sleep(plan.delay)
     answer = handler(state, payload)
@@ -657,4 +658,4 @@ async def _run(
         raise SoapFault("Server", broken.reason, "INTERNAL", broken.element, broken.path)
     if kind == "timeout_after_commit":
         await asyncio.sleep(plan.delay)  # committed, but the caller gives up before hearing so
-    return _xml(_soap_envelope(answer))
+    return xml_response(_soap_envelope(answer))

@@ -58,9 +58,9 @@ from paht_bridge.sandbox.edxml_docsys import (
     StoredAttachment,
     StoredDocument,
     StoredRating,
-    _authorized,
-    _local,
-    _xml,
+    basic_auth_ok,
+    local_name,
+    xml_response,
     schema_fault,
     soap_payload,
 )
@@ -175,7 +175,7 @@ def _flatten(el: etree._Element | None) -> dict[str, str]:
     """``ViTri/ViDo`` → ``{"ViTri.ViDo": ...}``: the optional report details, kept as sent."""
     if el is None:
         return {}
-    return {f"{_local(el.tag)}.{_local(c.tag)}": c.text or "" for c in el if isinstance(c.tag, str)}
+    return {f"{local_name(el.tag)}.{local_name(c.tag)}": c.text or "" for c in el if isinstance(c.tag, str)}
 
 
 def _incoming(van_ban: etree._Element) -> dict[str, Any]:
@@ -312,7 +312,7 @@ OPERATIONS: dict[str, Operation] = {
 
 def _operation(payload: etree._Element, soap_action: str | None) -> str:
     """The operation a request body names; a SOAPAction header, when sent, must agree (as in .NET services)."""
-    name = _local(payload.tag)
+    name = local_name(payload.tag)
     if etree.QName(payload).namespace != TYPES_NS or name not in OPERATIONS:
         raise SoapFault("Client", f"Không có thao tác {name} (unknown operation element)", "THAO_TAC_KHONG_HOP_LE", name)
     action = (soap_action or "").strip('"')
@@ -372,7 +372,7 @@ def create_ioffice_app(state: IofficeDocsysState) -> FastAPI:
         if kind == "html":
             return Response(HTML_ERROR_PAGE, media_type="text/html; charset=utf-8")
         if kind == "entity_bomb":
-            return _xml(ENTITY_BOMB)
+            return xml_response(ENTITY_BOMB)
         if kind == "latency":
             await asyncio.sleep(plan.delay)
         result = OPERATIONS[operation](state, payload)
@@ -382,7 +382,7 @@ def create_ioffice_app(state: IofficeDocsysState) -> FastAPI:
             raise SoapFault("Server", broken.reason, "LOI_HE_THONG", broken.element, broken.path) from broken
         if kind == "timeout_after_commit":
             await asyncio.sleep(plan.delay)  # committed, but the caller gives up before hearing so
-        return _xml(_envelope(result))
+        return xml_response(_envelope(result))
 
     @app.get(SERVICE_PATH)
     def wsdl(request: Request) -> Response:
@@ -390,11 +390,11 @@ def create_ioffice_app(state: IofficeDocsysState) -> FastAPI:
             return Response("Thêm ?wsdl để lấy mô tả dịch vụ.", status_code=404, media_type="text/plain")
         state.count_fetch()
         here = f"{str(request.base_url).rstrip('/')}{SERVICE_PATH}"
-        return _xml(WSDL_FILE.read_text(encoding="utf-8").replace(f"http://localhost{SERVICE_PATH}", here).encode("utf-8"))
+        return xml_response(WSDL_FILE.read_text(encoding="utf-8").replace(f"http://localhost{SERVICE_PATH}", here).encode("utf-8"))
 
     @app.post(SERVICE_PATH)
     async def soap(request: Request) -> Response:
-        if not _authorized(state, request.headers.get("authorization")):
+        if not basic_auth_ok(state, request.headers.get("authorization")):
             return Response("Unauthorized", status_code=401, headers={"WWW-Authenticate": 'Basic realm="iOffice"'}, media_type="text/plain")
         try:
             payload = soap_payload(await request.body())
@@ -403,10 +403,10 @@ def create_ioffice_app(state: IofficeDocsysState) -> FastAPI:
             state.count_call(operation)
             return await answer(operation, payload)
         except SoapFault as fault:
-            return _xml(fault_envelope(fault), 500)
+            return xml_response(fault_envelope(fault), 500)
         except Exception as exc:  # a stand-in bug still answers in SOAP, as a real service would
             log.exception("ioffice sandbox failed on a request")
-            return _xml(fault_envelope(SoapFault("Server", f"Lỗi hệ thống: {exc.__class__.__name__}", "LOI_HE_THONG")), 500)
+            return xml_response(fault_envelope(SoapFault("Server", f"Lỗi hệ thống: {exc.__class__.__name__}", "LOI_HE_THONG")), 500)
 
     app.include_router(control_routes(state))
     return app
