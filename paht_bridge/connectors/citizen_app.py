@@ -75,6 +75,13 @@ from paht_bridge.mappings.text import strip_markup
 
 log = logging.getLogger(__name__)
 
+
+def page_log_level(items: list[Any], quarantined: list[Any]) -> int:
+    """INFO for a page that brought something, DEBUG for an empty one: the triggerer's watch
+    reads every source every 15 s, and a quiet province should not fill its log."""
+    return logging.INFO if items or quarantined else logging.DEBUG
+
+
 API_KEY_HEADER = "X-API-Key"
 REPORTS_PATH = "/api/v1/reports"
 RATINGS_PATH = "/api/v1/ratings"
@@ -417,7 +424,8 @@ class CitizenAppClient:
         """Reports changed after ``cursor``, one page at a time; bad items are quarantined."""
         for page, next_cursor, has_more in self._feed(REPORTS_PATH, cursor, page_size, "reports_since"):
             items, quarantined = self.parse_reports(page)
-            log.info(
+            log.log(
+                page_log_level(items, quarantined),
                 "citizen_app.reports_page source=%s items=%d quarantined=%d next_cursor=%s has_more=%s",
                 self.name, len(items), len(quarantined), next_cursor, has_more,
             )
@@ -427,7 +435,8 @@ class CitizenAppClient:
         """Citizens' ratings after ``cursor``, one page at a time; bad items are quarantined."""
         for page, next_cursor, has_more in self._feed(RATINGS_PATH, cursor, page_size, "ratings_since"):
             items, quarantined = self.parse_ratings(page)
-            log.info(
+            log.log(
+                page_log_level(items, quarantined),
                 "citizen_app.ratings_page source=%s items=%d quarantined=%d next_cursor=%s has_more=%s",
                 self.name, len(items), len(quarantined), next_cursor, has_more,
             )

@@ -124,6 +124,23 @@ def test_an_empty_feed_keeps_the_callers_cursor(client):
 
 
 @responses.activate
+def test_an_empty_page_is_logged_at_debug_and_a_page_with_reports_at_info(client, caplog):
+    """The triggerer's watch reads every source every 15 s: a quiet feed stays out of its log."""
+    import logging
+
+    responses.get(REPORTS, match=[matchers.query_param_matcher({"limit": "100", "since": "41"})],
+                  json=page([], next_cursor=None, has_more=False))
+    responses.get(REPORTS, match=[matchers.query_param_matcher({"limit": "100", "since": "42"})],
+                  json=page([wire_report("A-1")], next_cursor="43", has_more=False))
+    with caplog.at_level(logging.DEBUG, logger="paht_bridge.connectors.citizen_app"):
+        list(client.reports_since("41"))
+        list(client.reports_since("42"))
+    pages = [(r.levelno, r.getMessage()) for r in caplog.records if "reports_page" in r.getMessage()]
+    assert [level for level, _ in pages] == [logging.DEBUG, logging.INFO]
+    assert "items=0" in pages[0][1] and "items=1" in pages[1][1]
+
+
+@responses.activate
 def test_a_wire_report_maps_to_the_canonical_report(client):
     attachment = {"id": "A1", "file_name": "IMG_1.jpg", "mime_type": "image/jpeg", "size": 10,
                   "sha256": "a" * 64, "download_url": "/api/v1/attachments/A1"}
