@@ -4,7 +4,9 @@ Many cities' citizen portals speak GeoReport v2 (open311.org): a request
 (``service_request``) is a phản ánh hiện trường (field report), its ``service_code`` the
 category. This module pulls requests in date windows, streams their photo (``media_url``)
 and publishes the agencies' answers back with mySociety's *service request updates*
-extension. The wire shape stays here; the rest of the bridge sees canonical models only.
+extension. The wire shape stays in this module and its two companions, ``open311_wire``
+(the request model, its checks and mapping, error documents) and ``open311_position``
+(the cursor); the rest of the bridge sees canonical models only.
 
 Wire format in brief (see ``paht_bridge.sandbox.open311`` for the stand-in):
 ``GET {base}/requests.{json|xml}?start_date=&end_date=&jurisdiction_id=`` (ISO 8601 with an
@@ -29,36 +31,7 @@ an answer (FixMyStreet at 1000, others at 200). So the client walks date windows
   server's cap. More requests at one second than the server's cap cannot be reached
   through GeoReport v2 at all; that is logged as a warning.
 
-The cursor is ``<instant>|<id>,<id>…``: every request ordered before the instant, plus the
-listed ids at it, has been yielded. It stays within the ledger's 255 characters: when the
-ids do not fit they are kept as short hashes, and failing that as ``*`` (the requests at
-that instant are then read again on the next run: a repeat the ledger absorbs, never a
-loss). A bare ISO date or date-time is accepted as a cursor too. Over an empty stretch
-the cursor advances only to ``clock()`` minus ``limits.max_clock_skew_seconds``, so a
-request the server stamps a little in our past, but stores late, is still read. Each HTTP
-answer used becomes one ``Page`` whose ``next_cursor`` covers exactly what was yielded;
-an answer discarded by halving the window yields nothing.
-
-**What is tolerated, and what is quarantined.** Real servers send: ``"null"`` or ``""`` for a
-missing value (read as missing); lat/long of 0,0, or only one of them (no position); numbers
-as strings and ids or codes as numbers; times without a zone (Vietnam time, UTC+7); fields
-nobody asked for (ignored); markup in text (removed); decomposed Vietnamese (made NFC).
-Quarantined, each reason naming the field: no usable id, no ``service_code``, no usable
-time, neither a ``service_name`` nor a description, a position outside Vietnam, text with
-control characters or legacy encodings or over its limit, times in the future or before
-2000, a ``media_url`` that is not http(s) or names a program. The same checks as the
-citizen app's (``citizen_checks``), so one policy holds for every source.
-
-**Administrative units.** A Vietnamese deployment may add ``province``, ``district``, ``ward``,
-``province_code``, ``district_code``, ``ward_code`` and ``unit_scheme`` (``legacy`` or
-``2025``) to a request (the sandbox does). Without ``unit_scheme`` the scheme is ``legacy``
-when a district is given and ``2025`` otherwise; codes sent as numbers get back their
-leading zeros. Without any of them ``Location.unit`` stays None and normalisation works from
-the address.
-
-**Reporter.** ``first_name``/``last_name``/``phone`` when a server sends them: the full name
-is ``last_name first_name`` (Vietnamese order, family name first). Personal data: held
-as ``SecretStr``, masked in quarantine records, never logged.
+The cursor that records how far the walk got is ``open311_position.FeedPosition``.
 """
 
 from __future__ import annotations
@@ -66,445 +39,53 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import mimetypes
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from types import SimpleNamespace
-from typing import Annotated, Any, Literal
-from urllib.parse import unquote, urljoin, urlsplit
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import requests
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, TypeAdapter, ValidationError, model_validator
+from pydantic import SecretStr, ValidationError
 
-from paht_bridge.connectors.citizen_app import (
-    ID_PATTERN,
-    WireDateTime,
-    clean_reason,
-    describe_errors,
-    mask_personal,
-    payload_text,
-)
-from paht_bridge.connectors.citizen_checks import (
-    CATEGORY_CODE_CHARS,
-    PHONE_CHARS,
-    STATUS_CHARS,
-    VIETNAM_BOX,
-    attachment_problems,
-    text_problems,
-    time_problems,
-)
+from paht_bridge.connectors.citizen_app import ID_PATTERN, clean_reason, describe_errors, page_log_level, payload_text
 from paht_bridge.connectors.content import SIGNATURES, SNIFF_BYTES, media_type_of, mismatch
 from paht_bridge.connectors.errors import AmbiguousError, MalformedResponse, PermanentError, RejectedContent, TransientError
 from paht_bridge.connectors.http import DEFAULT_TIMEOUT, TRANSIENT_STATUS, HttpTransport
 from paht_bridge.connectors.limits import DEFAULT_LIMITS, ConnectorLimits
-from paht_bridge.connectors.xml import XmlRefused, parse_xml
-from paht_bridge.mappings.canonical import (
-    VIETNAM_TZ,
-    AdminUnit,
-    Attachment,
-    CanonicalStatus,
-    Location,
-    Outcome,
-    Page,
-    Quarantined,
-    Rating,
-    Report,
-    Reporter,
-    UnitScheme,
-    nfc,
-    vietnam_now,
+from paht_bridge.connectors.open311_position import FeedPosition, ceil_second, floor_second, order_key, wire_time
+from paht_bridge.connectors.open311_wire import (
+    ONE_SECOND,
+    WireRequest,
+    absolute_url,
+    check_request,
+    element_dict,
+    first_update_id,
+    json_error,
+    local_name,
+    masked_raw,
+    media_of,
+    missing_as_none,
+    number_as_text,
+    outcome_form,
+    printable,
+    request_from_wire,
+    xml_error,
 )
-from paht_bridge.mappings.text import strip_markup
+from paht_bridge.connectors.xml import XmlRefused, parse_xml
+from paht_bridge.mappings.canonical import VIETNAM_TZ, Attachment, Outcome, Page, Quarantined, Rating, Report, vietnam_now
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "open311"
 DEFAULT_START = datetime(2020, 1, 1, tzinfo=VIETNAM_TZ)
-CURSOR_CHARS = 255  # the ledger's cursor column
-TITLE_CHARS = 80  # a title made from a description's first line
 STREAM_CHUNK = 64 * 1024
-ONE_SECOND = timedelta(seconds=1)
 #: Every status is read by the client itself, so an Open311 error document is never lost
 #: behind the transport's generic "HTTP 403" message.
 ANY_STATUS = tuple(range(100, 600))
-#: Values real servers write for "missing".
-NULL_WORDS = frozenset({"", "null"})
-#: Open311 names for personal data that ``mask_personal`` does not know by name.
-PERSONAL_FIELDS = frozenset({"first_name", "last_name", "phone", "email", "device_id", "account_id"})
 #: An error's description saying the update is already there: success for an idempotent publish.
 ALREADY_EXISTS = re.compile(r"already exist|duplicate|đã tồn tại", re.IGNORECASE)
-#: Widths of the GSO codes (province, district, commune), to restore leading zeros a JSON number lost.
-CODE_WIDTHS = {"province_code": 2, "district_code": 3, "ward_code": 5}
 
-#: What a citizen sees of each canonical status in Open311's two (OPEN/CLOSED, as mySociety's
-#: updates extension takes them). As in the citizen app, the bridge's internal steps
-#: (routed, refused by one agency and re-routed, recalled) are still "being handled": the
-#: report is closed only once it has an answer, or was rejected as not a valid report.
-OPEN311_STATUS: dict[CanonicalStatus, str] = {
-    CanonicalStatus.RECEIVED: "OPEN",
-    CanonicalStatus.REJECTED_INVALID: "CLOSED",
-    CanonicalStatus.ROUTED: "OPEN",
-    CanonicalStatus.DELIVERED: "OPEN",
-    CanonicalStatus.ACCEPTED: "OPEN",
-    CanonicalStatus.ASSIGNED: "OPEN",
-    CanonicalStatus.IN_PROGRESS: "OPEN",
-    CanonicalStatus.REFUSED_BY_AGENCY: "OPEN",
-    CanonicalStatus.RECALLED: "OPEN",
-    CanonicalStatus.ANSWERED: "CLOSED",
-    CanonicalStatus.PUBLISHED: "CLOSED",
-    CanonicalStatus.RATED: "CLOSED",
-    CanonicalStatus.CLOSED: "CLOSED",
-}
-
-#: Media types by extension for what citizens attach; ``mimetypes`` misses some (HEIC, AMR).
-MEDIA_TYPES = {
-    "jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png", "gif": "image/gif", "webp": "image/webp",
-    "heic": "image/heic", "heif": "image/heif", "mp4": "video/mp4", "mov": "video/quicktime", "3gp": "video/3gpp",
-    "mp3": "audio/mpeg", "m4a": "audio/mp4", "aac": "audio/aac", "amr": "audio/amr", "pdf": "application/pdf",
-}
-#: An Open311 ``media_url`` is a photo unless its name says otherwise.
-DEFAULT_MEDIA_TYPE = "image/jpeg"
-
-
-# -- wire model -----------------------------------------------------------------------------
-
-
-def _missing_as_none(value: object) -> object:
-    return None if isinstance(value, str) and value.strip().lower() in NULL_WORDS else value
-
-
-def _number_as_text(value: object) -> object:
-    """Ids and codes arrive as JSON numbers from some servers; a float or a bool is no id."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return value.strip() if isinstance(value, str) else value
-
-
-def _reference(value: str) -> str:
-    if not re.match(ID_PATTERN, value):
-        raise ValueError("not usable as a reference (1-128 letters, digits or . _ : / -, starting with a letter or digit)")
-    return value
-
-
-def _code(field: str) -> Callable[[object], object]:
-    width = CODE_WIDTHS[field]
-
-    def padded(value: object) -> object:
-        # GSO codes are fixed-width: "6661" is ward 06661 that went through a number somewhere.
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = str(value)
-        if isinstance(value, str):
-            value = value.strip()
-            return value.zfill(width) if value.isdigit() else value
-        return value
-
-    return padded
-
-
-def _scheme(value: object) -> object:
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    return value.strip().lower() if isinstance(value, str) else value
-
-
-Open311Id = Annotated[str, BeforeValidator(_number_as_text), AfterValidator(_reference)]
-UnitCode = Annotated[str, Field(pattern=r"^\d{1,6}$")]
-
-
-class WireRequest(BaseModel):
-    """One GeoReport v2 ``service_request`` with the Vietnamese unit extension; other fields ignored."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    service_request_id: Open311Id
-    status: str | None = None
-    service_code: Annotated[str, BeforeValidator(_number_as_text), Field(min_length=1, max_length=CATEGORY_CODE_CHARS)]
-    service_name: str | None = None
-    description: str | None = None
-    requested_datetime: WireDateTime
-    updated_datetime: WireDateTime | None = None
-    address: str | None = None
-    lat: float | None = Field(default=None, ge=-90, le=90, allow_inf_nan=False)
-    long: float | None = Field(default=None, ge=-180, le=180, allow_inf_nan=False)
-    media_url: str | None = None
-    first_name: str | None = None
-    last_name: str | None = None
-    phone: Annotated[str | None, BeforeValidator(_number_as_text)] = None
-    unit_scheme: Annotated[Literal["legacy", "2025"] | None, BeforeValidator(_scheme)] = None
-    province: str | None = None
-    province_code: Annotated[UnitCode | None, BeforeValidator(_code("province_code"))] = None
-    district: str | None = None
-    district_code: Annotated[UnitCode | None, BeforeValidator(_code("district_code"))] = None
-    ward: str | None = None
-    ward_code: Annotated[UnitCode | None, BeforeValidator(_code("ward_code"))] = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _nulls(cls, data: object) -> object:
-        if isinstance(data, dict):
-            return {key: _missing_as_none(value) for key, value in data.items()}
-        return data
-
-    @property
-    def position(self) -> tuple[float, float] | None:
-        """lat/long, or None for 0,0 (a missing GPS fix) or a lone coordinate."""
-        if self.lat is None or self.long is None or (self.lat == 0 and self.long == 0):
-            return None
-        return self.lat, self.long
-
-
-# -- pure mappings --------------------------------------------------------------------------
-
-
-def request_from_wire(wire: WireRequest, source: str, base_url: str) -> Report:
-    """The canonical report for one request; a relative ``media_url`` is made absolute."""
-    description = strip_markup(wire.description) if wire.description else ""
-    service_name = strip_markup(wire.service_name) if wire.service_name else ""
-    title = service_name.strip() or first_line(description)
-    return Report(
-        source=source,
-        source_id=wire.service_request_id,
-        channel=CHANNEL,
-        category=wire.service_code,
-        title=title,
-        description=description.strip() or title,
-        created_at=wire.requested_datetime,
-        updated_at=wire.updated_datetime or wire.requested_datetime,
-        location=_location(wire),
-        attachments=(_attachment(wire, base_url),) if wire.media_url else (),
-        reporter=_reporter(wire),
-        source_status=wire.status.strip() if wire.status else None,
-    )
-
-
-def first_line(text: str, limit: int = TITLE_CHARS) -> str:
-    """The first non-empty line of ``text``, cut at a word within ``limit`` characters."""
-    line = next((part.strip() for part in str(nfc(text)).splitlines() if part.strip()), "")
-    if len(line) <= limit:
-        return line
-    cut = line[: limit - 1].rsplit(" ", 1)[0] or line[: limit - 1]
-    return cut.rstrip(" ,.;:") + "…"
-
-
-def _location(wire: WireRequest) -> Location:
-    position = wire.position
-    unit = None
-    if wire.province or wire.district or wire.ward:
-        scheme = wire.unit_scheme or ("legacy" if wire.district else "2025")
-        legacy = scheme == "legacy"
-        unit = AdminUnit(
-            scheme=UnitScheme(scheme),
-            province_code=wire.province_code, province=wire.province,
-            district_code=wire.district_code if legacy else None, district=wire.district if legacy else None,
-            ward_code=wire.ward_code, ward=wire.ward,
-        )
-    return Location(
-        lat=position[0] if position else None,
-        lon=position[1] if position else None,
-        address=strip_markup(wire.address) if wire.address else None,
-        unit=unit,
-    )
-
-
-def media_of(url: str, source_id: str) -> tuple[str, str, bool]:
-    """(file name, media type, guessed) for a ``media_url``: named by its last path segment when
-    that has a known extension, else ``<id>-media.jpg`` as a photo (``guessed``)."""
-    try:
-        segment = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
-    except ValueError:
-        segment = ""
-    extension = segment.rpartition(".")[2].lower() if "." in segment else ""
-    media_type = MEDIA_TYPES.get(extension) or (mimetypes.guess_type(f"x.{extension}")[0] if extension else None)
-    if media_type:
-        return segment, media_type, False
-    return f"{source_id}-media.jpg", DEFAULT_MEDIA_TYPE, True
-
-
-def _attachment(wire: WireRequest, base_url: str) -> Attachment:
-    url = absolute_url(base_url, wire.media_url or "")
-    name, media_type, _ = media_of(url, wire.service_request_id)
-    return Attachment(name=name, media_type=media_type, url=url)
-
-
-def absolute_url(base_url: str, url: str) -> str:
-    url = url.strip()
-    return url if url.startswith(("http://", "https://")) else urljoin(base_url.rstrip("/") + "/", url)
-
-
-def _reporter(wire: WireRequest) -> Reporter:
-    parts = [str(nfc(p)) for p in (wire.last_name, wire.first_name) if p and str(nfc(p))]
-    name = " ".join(parts) or None
-    phone = wire.phone.strip() if wire.phone else None
-    return Reporter(name=SecretStr(name) if name else None, phone=SecretStr(phone) if phone else None)
-
-
-def check_request(wire: WireRequest, limits: ConnectorLimits, now: datetime) -> list[str]:
-    """Every reason ``wire`` cannot become a report, each naming its field; empty when it can."""
-    problems = [
-        *text_problems("service_name", wire.service_name, limits.max_title_chars),
-        *text_problems("description", wire.description, limits.max_description_chars),
-        *text_problems("service_code", wire.service_code, CATEGORY_CODE_CHARS),
-        *text_problems("status", wire.status, STATUS_CHARS),
-        *text_problems("address", wire.address, limits.max_address_chars),
-        *time_problems("requested_datetime", wire.requested_datetime, now, limits),
-    ]
-    if not _plain(wire.service_name) and not _plain(wire.description):
-        problems.append("service_name, description: both empty once markup is removed: nothing to forward")
-    if wire.updated_datetime is not None and wire.updated_datetime != wire.requested_datetime:
-        problems += time_problems("updated_datetime", wire.updated_datetime, now, limits)
-    position = wire.position
-    if position is not None:
-        (lat_min, lat_max), (lng_min, lng_max) = VIETNAM_BOX["lat"], VIETNAM_BOX["lng"]
-        lat, lng = position
-        if not (lat_min <= lat <= lat_max and lng_min <= lng <= lng_max):
-            problems.append(f"lat/long: {lat:.4f}, {lng:.4f} is outside Vietnam (lat {lat_min}–{lat_max}, long {lng_min}–{lng_max})")
-    for part in ("province", "district", "ward"):
-        problems += text_problems(part, getattr(wire, part), limits.max_name_chars)
-    # Personal data: checked for what breaks storage only.
-    problems += text_problems("first_name", wire.first_name, limits.max_name_chars, legacy=False)
-    problems += text_problems("last_name", wire.last_name, limits.max_name_chars, legacy=False)
-    problems += text_problems("phone", wire.phone, PHONE_CHARS, legacy=False)
-    if wire.media_url:
-        name, media_type, _ = media_of(wire.media_url.strip(), wire.service_request_id)
-        declared = SimpleNamespace(mime_type=media_type, size=None, file_name=name, download_url=wire.media_url.strip())
-        problems += [p.replace("media_url.download_url", "media_url").replace("media_url.file_name", "media_url")
-                     for p in attachment_problems("media_url", declared, limits)]  # type: ignore[arg-type]
-    return problems
-
-
-def _plain(text: str | None) -> str:
-    return str(nfc(strip_markup(text))) if text else ""
-
-
-def update_id_for(outcome: Outcome) -> str:
-    """The update's id, a pure function of the outcome: publishing it again is a repeat the
-    server recognises, while a changed answer for the same status is a new update."""
-    said = "|".join((outcome.status.value, outcome.answer, outcome.answered_by, outcome.answered_at.astimezone(VIETNAM_TZ).isoformat()))
-    digest = hashlib.sha256(said.encode("utf-8")).hexdigest()[:10]
-    return f"paht-{outcome.source_id}-{outcome.status.value}-{digest}"
-
-
-def outcome_form(outcome: Outcome) -> dict[str, str]:
-    """The update as mySociety's ``POST servicerequestupdates`` takes it (without credentials).
-    ``agency_responsible`` is an extension field naming the answering unit; servers ignore it."""
-    return {
-        "service_request_id": outcome.source_id,
-        "update_id": update_id_for(outcome),
-        "status": OPEN311_STATUS[outcome.status],
-        "description": outcome.answer,
-        "agency_responsible": outcome.answered_by,
-        "updated_datetime": outcome.answered_at.astimezone(VIETNAM_TZ).isoformat(),
-    }
-
-
-def masked_raw(raw: object) -> str:
-    """``mask_personal`` with Open311's own personal fields (first/last name, phone, email) masked too."""
-    if isinstance(raw, dict):
-        raw = {key: ("***" if str(key).lower() in PERSONAL_FIELDS and _missing_as_none(value) is not None else value)
-               for key, value in raw.items()}
-    return mask_personal(raw)
-
-
-# -- the feed position (cursor) ------------------------------------------------------------
-
-_TIME = TypeAdapter(WireDateTime)
-
-
-def _token_hash(token: str) -> str:
-    return "#" + hashlib.sha256(token.encode("utf-8")).hexdigest()[:8]
-
-
-@dataclass(frozen=True)
-class FeedPosition:
-    """Everything ordered before ``at``, and the requests named in ``taken`` at ``at``, was yielded.
-
-    ``taken`` holds ids, ``#``-hashes of ids (a compact cursor) or ``~``-hashes of items without
-    a usable id; ``*`` stands for "not recorded" and matches nothing (a repeat, never a loss).
-    """
-
-    at: datetime
-    taken: frozenset[str] = frozenset()
-
-    def covers(self, key: tuple[datetime, str]) -> bool:
-        at, token = key
-        if at != self.at:
-            return at < self.at
-        return token in self.taken or _token_hash(token) in self.taken
-
-    def after(self, keys: list[tuple[datetime, str]]) -> FeedPosition:
-        """The position once ``keys`` (sorted, none covered) are yielded too."""
-        if not keys:
-            return self
-        last = keys[-1][0]
-        tied = {token for at, token in keys if at == last}
-        return FeedPosition(last, (self.taken | tied) if last == self.at else frozenset(tied))
-
-    def advanced_to(self, at: datetime) -> FeedPosition:
-        """The position when nothing lies between it and ``at`` (inclusive) that was not yielded."""
-        return FeedPosition(at) if at > self.at else self
-
-    def serialize(self) -> str:
-        stamp = self.at.astimezone(VIETNAM_TZ).isoformat()
-        tokens = sorted(t for t in self.taken if t != "*")
-        text = f"{stamp}|{','.join(tokens)}"
-        if len(text) <= CURSOR_CHARS:
-            return text
-        hashed = sorted({t if t.startswith("#") else _token_hash(t) for t in tokens})
-        text = f"{stamp}|{','.join(hashed)}"
-        return text if len(text) <= CURSOR_CHARS else f"{stamp}|*"
-
-    @classmethod
-    def parse(cls, cursor: str) -> FeedPosition:
-        """A cursor this client wrote, or a bare ISO date/date-time (Vietnam time when zone-less)."""
-        stamp, _, rest = cursor.strip().partition("|")
-        at = datetime.fromisoformat(stamp)
-        if at.tzinfo is None:
-            at = at.replace(tzinfo=VIETNAM_TZ)
-        return cls(at, frozenset(t for t in rest.split(",") if t))
-
-
-def order_key(raw: object) -> tuple[datetime, str] | None:
-    """(when, token) a request is ordered by in the feed, or None when it has no usable time.
-
-    The time is ``updated_datetime``, else ``requested_datetime``; the token its id, or a hash
-    of the item when the id is unusable (it is quarantined, but still has its place)."""
-    if not isinstance(raw, dict):
-        return None
-    at = None
-    for field in ("updated_datetime", "requested_datetime"):
-        value = _missing_as_none(raw.get(field))
-        if value is None:
-            continue
-        try:
-            at = _TIME.validate_python(value)
-            break
-        except ValidationError:
-            continue
-    if at is None:
-        return None
-    identifier = _number_as_text(_missing_as_none(raw.get("service_request_id")))
-    if isinstance(identifier, str) and re.match(ID_PATTERN, identifier):
-        return at, identifier
-    return at, "~" + hashlib.sha256((payload_text(raw) or repr(raw)).encode("utf-8", "backslashreplace")).hexdigest()[:10]
-
-
-def _floor(at: datetime) -> datetime:
-    return at.replace(microsecond=0)
-
-
-def _ceil(at: datetime) -> datetime:
-    return _floor(at) + ONE_SECOND if at.microsecond else at
-
-
-def wire_time(at: datetime) -> str:
-    """An instant as GeoReport v2 query bounds take it: whole seconds, Vietnam offset."""
-    return at.astimezone(VIETNAM_TZ).replace(microsecond=0).isoformat()
-
-
-# -- the client -----------------------------------------------------------------------------
 
 
 class Open311Client:
@@ -561,12 +142,12 @@ class Open311Client:
         """
         position = self._position(cursor)
         now = self._clock()
-        horizon = max(_ceil(now), _ceil(position.at))
-        settled = _floor(now - timedelta(seconds=self.limits.max_clock_skew_seconds))
-        start, span = _floor(position.at), self.window
+        horizon = max(ceil_second(now), ceil_second(position.at))
+        settled = floor_second(now - timedelta(seconds=self.limits.max_clock_skew_seconds))
+        start, span = floor_second(position.at), self.window
         seen_unplaceable: set[str] = set()
         while True:
-            end = min(_ceil(start + span), horizon)
+            end = min(ceil_second(start + span), horizon)
             raw_items = self._fetch_requests(start, end)
             keyed = [(order_key(raw), raw) for raw in raw_items]
             in_window = [(key, raw) for key, raw in keyed if key is None or start <= key[0] <= end]
@@ -599,18 +180,18 @@ class Open311Client:
             has_more = True
             if taken:
                 position = position.after([key for key, _ in taken])
-                start = _floor(position.at)  # ask again from the last instant: a capped answer goes on
+                start = floor_second(position.at)  # ask again from the last instant: a capped answer goes on
                 span = min(self.window, span * 2)
             elif known and start <= position.at:
-                start = _floor(position.at) + ONE_SECOND  # only ties we hold: past this second
+                start = floor_second(position.at) + ONE_SECOND  # only ties we hold: past this second
             else:
                 position = position.advanced_to(min(end, settled))
                 if end >= horizon:
                     has_more = False
                 start, span = end, min(self.window, span * 2)
             next_cursor = position.serialize()
-            log.info("open311.reports_page source=%s items=%d quarantined=%d next_cursor=%s has_more=%s",
-                     self.name, len(items), len(quarantined), next_cursor, has_more)
+            log.log(page_log_level(items, quarantined), "open311.reports_page source=%s items=%d quarantined=%d next_cursor=%s has_more=%s",
+                    self.name, len(items), len(quarantined), next_cursor, has_more)
             yield Page[Report](items=items, quarantined=quarantined, next_cursor=next_cursor, has_more=has_more)
             if not has_more:
                 return
@@ -654,7 +235,7 @@ class Open311Client:
         return reports, quarantined
 
     def _quarantine(self, raw: object, reason: str) -> Quarantined:
-        source_id = _number_as_text(_missing_as_none(raw.get("service_request_id"))) if isinstance(raw, dict) else None
+        source_id = number_as_text(missing_as_none(raw.get("service_request_id"))) if isinstance(raw, dict) else None
         if not (isinstance(source_id, str) and re.match(ID_PATTERN, source_id)):
             source_id = None  # the raw text still shows it; the ledger key must stay storable
         if not isinstance(raw, dict):
@@ -766,7 +347,7 @@ class Open311Client:
         if body is None:
             log.info("open311.outcome_published source=%s source_id=%s update_id=%s created=False", self.name, ref, form["update_id"])
             return
-        update_id = _first_update_id(body)
+        update_id = first_update_id(body)
         if update_id is None:
             log.warning("open311.update_without_id source=%s source_id=%s", self.name, ref)
         log.info("open311.outcome_published source=%s source_id=%s update_id=%s created=True", self.name, ref, update_id or form["update_id"])
@@ -787,10 +368,10 @@ class Open311Client:
                 raise
             body, error = None, None
         else:
-            error = _xml_error(body) if hasattr(body, "tag") else _json_error(body)
+            error = xml_error(body) if hasattr(body, "tag") else json_error(body)
         if error is None and status < 400:
             return body
-        code, description = error if error is not None else (None, _printable(response.text[:300]))
+        code, description = error if error is not None else (None, printable(response.text[:300]))
         if status >= 400 and (code is None or code < 400):
             code = status
         code = code if code is not None else 400
@@ -809,7 +390,7 @@ class Open311Client:
         if "json" in content_type or (self.wire_format == "json" and "xml" not in content_type):
             return self._http.json(response, operation=operation, ref=ref)
         if "html" in content_type:
-            raise MalformedResponse(f"expected XML, got {content_type}: {_printable(response.text[:120])!r}",
+            raise MalformedResponse(f"expected XML, got {content_type}: {printable(response.text[:120])!r}",
                                     system=self.name, operation=operation, ref=ref)
         try:
             return parse_xml(response.content, max_bytes=self.limits.max_xml_bytes, max_depth=self.limits.max_xml_depth)
@@ -829,9 +410,9 @@ class Open311Client:
             if isinstance(inner, list):
                 return inner
         elif hasattr(body, "tag"):
-            if _local(body.tag) == "service_requests":
-                return [element_dict(child) for child in body if isinstance(child.tag, str) and _local(child.tag) == "request"]
-            raise MalformedResponse(f"expected <service_requests>, got <{_local(str(body.tag))[:40]}>", system=self.name, operation=operation)
+            if local_name(body.tag) == "service_requests":
+                return [element_dict(child) for child in body if isinstance(child.tag, str) and local_name(child.tag) == "request"]
+            raise MalformedResponse(f"expected <service_requests>, got <{local_name(str(body.tag))[:40]}>", system=self.name, operation=operation)
         raise MalformedResponse(f"expected a list of service requests, got {type(body).__name__}", system=self.name, operation=operation)
 
     def close(self) -> None:
@@ -842,69 +423,3 @@ class Open311Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-# -- wire helpers ---------------------------------------------------------------------------
-
-
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
-
-
-def element_dict(element: Any) -> dict[str, Any]:
-    """An XML ``<request>`` as a dict of its children's text (an empty element is ``None``);
-    children with children of their own (extension blocks) are left out, as unknown JSON fields are."""
-    fields: dict[str, Any] = {}
-    for child in element:
-        if not isinstance(child.tag, str) or len(child):
-            continue
-        fields.setdefault(_local(child.tag), child.text)
-    return fields
-
-
-#: Fields that make an object a request or an update, never an error entry.
-REQUEST_FIELDS = frozenset({"service_request_id", "service_code", "requested_datetime", "update_id"})
-
-
-def _json_error(body: Any) -> tuple[int | None, str] | None:
-    entries = body.get("errors", [body]) if isinstance(body, dict) else body
-    if not isinstance(entries, list) or not entries:
-        return None
-    if not all(isinstance(e, dict) and "code" in e and "description" in e and not (REQUEST_FIELDS & e.keys()) for e in entries):
-        return None
-    return _error_summary([(e.get("code"), e.get("description")) for e in entries])
-
-
-def _xml_error(root: Any) -> tuple[int | None, str] | None:
-    if _local(root.tag) != "errors":
-        return None
-    entries = []
-    for error in root:
-        if isinstance(error.tag, str) and _local(error.tag) == "error":
-            fields = element_dict(error)
-            entries.append((fields.get("code"), fields.get("description")))
-    return _error_summary(entries or [(None, "")])
-
-
-def _error_summary(entries: list[tuple[object, object]]) -> tuple[int | None, str]:
-    code = None
-    text = str(entries[0][0]).strip() if entries[0][0] is not None else ""
-    if text.isdigit():
-        code = int(text)
-    description = "; ".join(_printable(str(d))[:300] for _, d in entries if d is not None) or "(no description)"
-    return code, description
-
-
-def _first_update_id(body: Any) -> str | None:
-    if isinstance(body, list) and body and isinstance(body[0], dict):
-        value = body[0].get("update_id")
-        return None if value is None else str(value)
-    if hasattr(body, "iter"):
-        for element in body.iter():
-            if isinstance(element.tag, str) and _local(element.tag) == "update_id" and element.text:
-                return element.text.strip()
-    return None
-
-
-def _printable(text: str) -> str:
-    return "".join(c if c.isprintable() else " " for c in text)

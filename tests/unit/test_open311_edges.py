@@ -14,7 +14,9 @@ from responses import matchers
 from paht_bridge.connectors.base import CitizenSource
 from paht_bridge.connectors.errors import AmbiguousError, MalformedResponse, PermanentError, RejectedContent, TransientError
 from paht_bridge.connectors.limits import ConnectorLimits
-from paht_bridge.connectors.open311 import FeedPosition, Open311Client, update_id_for
+from paht_bridge.connectors.open311 import Open311Client
+from paht_bridge.connectors.open311_position import FeedPosition
+from paht_bridge.connectors.open311_wire import update_id_for
 from paht_bridge.mappings.canonical import Attachment, CanonicalStatus, Outcome, UnitScheme
 
 BASE = "http://open311.test/georeport/v2"
