@@ -1,4 +1,4 @@
-"""``paht``: the operator's command line (demo, trace, stats, sandbox)."""
+"""``paht``: the operator's command line (demo, trace, unlink, stats, replay, sandbox...)."""
 
 from __future__ import annotations
 
@@ -57,6 +57,39 @@ def _duplicate_links(session: object, found: object) -> dict:
     source, _, source_id = found.report_key.partition(":")
     row = session.scalar(select(ReportRow).where(ReportRow.source == source, ReportRow.source_id == source_id))
     return duplicate_links(session, row) if row is not None else {}
+
+
+def _unlink(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from paht_bridge.connectors.hooks import AirflowConnectors
+    from paht_bridge.ledger.db import migrate, sessions
+    from paht_bridge.ledger.models import ReportRow
+    from paht_bridge.ledger.steps import StepContext
+    from paht_bridge.ledger.steps.ingest import UnlinkRefused, unlink_duplicate
+    from paht_bridge.mappings.config import deployment
+
+    migrate()
+    console = Console()
+    query = select(ReportRow.id, ReportRow.deployment, ReportRow.source).where(ReportRow.source_id == args.report_id)
+    if args.source:
+        query = query.where(ReportRow.source == args.source)
+    with sessions()() as session:
+        found = session.execute(query).all()
+    if len(found) != 1:
+        console.print(f"no report {args.report_id!r} in the ledger" if not found else
+                      f"{args.report_id!r} is in several apps ({', '.join(f.source for f in found)}): say which with --source")
+        return 1
+    report_id, name, _ = found[0]
+    mapping = deployment(name)
+    ctx = StepContext(mapping=mapping, sessions=sessions(), connectors=AirflowConnectors(mapping), run_id="cli-unlink")
+    try:
+        refs = unlink_duplicate(ctx, report_id, args.reason)
+    except UnlinkRefused as refused:
+        console.print(f"not unlinked: {refused}", highlight=False)
+        return 1
+    console.print(f"{args.report_id} is its own report again; the next deliver run sends it to: " + ", ".join(refs), highlight=False)
+    return 0
 
 
 def _stats(args: argparse.Namespace) -> int:
@@ -214,6 +247,11 @@ def main(argv: list[str] | None = None) -> int:
     trace.add_argument("report_id", help="the report's id in its citizen app, e.g. QT-2026-000123")
     trace.add_argument("--source", help="the citizen app's name, when two apps share an id")
     trace.set_defaults(func=_trace)
+    unlink = sub.add_parser("unlink", help="undo a duplicate link found wrong: the report gets a document of its own")
+    unlink.add_argument("report_id", help="the linked report's id in its citizen app")
+    unlink.add_argument("--source", help="the citizen app's name, when two apps share an id")
+    unlink.add_argument("--reason", required=True, help="why the link is wrong (kept on both reports' traces)")
+    unlink.set_defaults(func=_unlink)
     stats = sub.add_parser("stats", help="per province and agency: received, delivered, answered, published, rated")
     stats.set_defaults(func=_stats)
     replay = sub.add_parser("replay", help="send dead letters again (all, or by report, agency or reason), or replay the quarantine")

@@ -39,6 +39,8 @@ EVENT = {
     "rerouted": "IOC chuyển cơ quan khác",
     "linked_duplicate": "Trùng phản ánh trước: theo văn bản đã có",
     "duplicate_linked": "Có phản ánh trùng được gộp vào",
+    "unlinked_duplicate": "IOC tách khỏi phản ánh trùng: xử lý riêng",
+    "duplicate_unlinked": "IOC tách một phản ánh đã gộp",
     "published_duplicate": "Công khai kết quả (phản ánh trùng)",
     "published": "Công khai kết quả",
     "publish_failed": "Công khai thất bại",

@@ -190,3 +190,51 @@ def test_duplicates_follow_their_primary_when_the_agency_refuses_it_and_it_is_re
             assert followed[:3] == [("delivered", f"PAHT-{SOURCE}-{first['id']}"), ("routed", rerouted), ("delivered", rerouted)]
             assert followed[-1] == ("answered", rerouted)
             assert rows[report["id"]].status == "rated"
+
+
+def test_a_link_found_wrong_is_undone_and_the_report_gets_its_own_document(
+    stack: SandboxStack, ctx: StepContext, ledger_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """IOC staff find that a linked report is another problem: ``paht unlink`` routes it as if
+    it had just arrived, the next deliver run creates its document, and its citizen hears back
+    about it, not about the report it was linked to. One already answered cannot be unlinked."""
+    first, second, third, _ = pothole_reports(9021)
+    for report in (first, second, third):
+        stack.citizen_states[SOURCE].add_report(report)
+    assert ingest(ctx).counts == {"received": 1, "linked_duplicate": 2}
+    assert deliver(ctx).counts == {"delivered": 1}
+    monkeypatch.setenv("PAHT_LEDGER_URL", ledger_url)
+    monkeypatch.setenv("COLUMNS", "250")
+    capsys.readouterr()
+
+    assert paht(["unlink", first["id"], "--reason", "not linked"]) == 1
+    assert "is not linked to another report" in capsys.readouterr().out
+    assert paht(["unlink", second["id"], "--reason", "Ổ gà khác, cách 200 m; người báo gọi 0905 123 456"]) == 0
+    assert f"PAHT-{SOURCE}-{second['id']}" in capsys.readouterr().out
+    assert paht(["unlink", second["id"], "--reason", "twice"]) == 1  # nothing left to undo
+    with sessions(ledger_url)() as session:
+        rows = {r.source_id: r for r in session.scalars(select(ReportRow))}
+        assert rows[second["id"]].duplicate_of is None and rows[second["id"]].status == "routed"
+        assert rows[first["id"]].duplicate_count == 1 and rows[third["id"]].duplicate_of == rows[first["id"]].id
+        assert [(d.external_ref, d.state) for d in rows[second["id"]].deliveries] == [(f"PAHT-{SOURCE}-{second['id']}", "pending")]
+        undone = session.scalar(select(EventRow).where(EventRow.kind == "unlinked_duplicate"))
+        assert undone.report_id == rows[second["id"]].id and undone.detail["primary"] == f"{SOURCE}:{first['id']}"
+        assert "123 456" not in undone.detail["reason"] and undone.detail["reason"].startswith("Ổ gà khác")
+        assert kinds(session, rows[second["id"]].id)[-2:] == ["unlinked_duplicate", "routed"]
+        assert "duplicate_unlinked" in kinds(session, rows[first["id"]].id)
+
+    go_round(ctx, stack)
+
+    docs = {d["external_ref"]: d for d in documents(stack.urls.urls[TARGET])}
+    assert sorted(docs) == sorted(f"PAHT-{SOURCE}-{r['id']}" for r in (first, second))
+    assert all(d["created_count"] == 1 for d in docs.values())
+    citizen = citizen_reports(stack.urls.urls[SOURCE])
+    assert citizen[second["id"]]["publish_calls"] == 1 and citizen[third["id"]]["publish_calls"] == 1
+    with sessions(ledger_url)() as session:
+        answers = {r.source_id: r.deliveries[0].answer for r in session.scalars(select(ReportRow).where(ReportRow.duplicate_of.is_(None)))}
+    assert answers[first["id"]] != answers[second["id"]]
+    assert [o["answer"] for o in citizen[second["id"]]["outcomes"]] == [answers[second["id"]]]  # its own document's answer
+    assert [o["answer"] for o in citizen[third["id"]]["outcomes"]] == [answers[first["id"]]]  # still linked: the first's
+    capsys.readouterr()
+    assert paht(["unlink", third["id"], "--reason", "too late"]) == 1  # its citizen was answered with the first report's outcome
+    assert "already answered" in capsys.readouterr().out

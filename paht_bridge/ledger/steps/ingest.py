@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, selectinload
 from paht_bridge.ledger.db import decrypt, encrypt
 from paht_bridge.ledger.duplicates import Match, Sighting, best_match, window
 from paht_bridge.ledger.models import DeliveryRow, QuarantineRow, ReportRow
-from paht_bridge.ledger.steps.context import StepContext, StepResult, log, reraise_after_others
+from paht_bridge.ledger.steps.context import StepContext, StepResult, log, report_from_row, reraise_after_others
 from paht_bridge.ledger.steps.status import active_delivery, refresh_status
 from paht_bridge.connectors.errors import ConnectorError
 from paht_bridge.ledger.steps.feed import consume_feed
@@ -30,6 +30,7 @@ from paht_bridge.ledger.store import EventBatch, record_event
 from paht_bridge.mappings.admin_units import ResolvedUnits, resolve_units
 from paht_bridge.mappings.canonical import CanonicalStatus, Report, Routing, vietnam_now
 from paht_bridge.mappings.transforms import MappingProblem, external_ref, routes
+from paht_bridge.privacy import mask_phones
 
 _REPORTS, _DELIVERIES = ReportRow.__table__, DeliveryRow.__table__
 
@@ -139,16 +140,21 @@ def _store_fresh(session: Session, ctx: StepContext, page: list[_Fresh], outcome
                 events.write(session)  # its 'received' goes before the link's events
                 outcomes[new.index] = _link(session, ctx, row, *found)
                 continue
-        deliveries.extend((new, {
-            "report_id": report_id, "deployment": ctx.mapping.deployment, "attempt": 1, "lane": lane,
-            "external_ref": external_ref(report, 1, lane), "target": routing.target, "agency_code": routing.agency_code,
-            "agency_name": routing.agency_name, "target_category": routing.target_category, "priority": routing.priority,
-            "deadline": routing.deadline, "state": "pending", "tries": 0,
-        }) for lane, routing in enumerate(new.routings))
+        deliveries.extend((new, row) for row in _delivery_rows(ctx, report_id, report, new.routings))
     for new in page:
         if new.changed:  # after its 'received'
             events.add("updated", report_id=new.id)
     _insert_deliveries(session, ctx, deliveries, events)
+
+
+def _delivery_rows(ctx: StepContext, report_id: int, report: Report, routings: list[Routing]) -> list[dict[str, Any]]:
+    """The first deliveries of a routed report: one per agency (lane), pending."""
+    return [{
+        "report_id": report_id, "deployment": ctx.mapping.deployment, "attempt": 1, "lane": lane,
+        "external_ref": external_ref(report, 1, lane), "target": routing.target, "agency_code": routing.agency_code,
+        "agency_name": routing.agency_name, "target_category": routing.target_category, "priority": routing.priority,
+        "deadline": routing.deadline, "state": "pending", "tries": 0,
+    } for lane, routing in enumerate(routings)]
 
 
 def _insert_deliveries(session: Session, ctx: StepContext, deliveries: list[tuple[_Fresh, dict[str, Any]]],
@@ -243,6 +249,54 @@ def _link(session: Session, ctx: StepContext, row: ReportRow, primary: ReportRow
     log.info("report linked as a duplicate report=%s primary=%s:%s similarity=%s distance_m=%s", f"{row.source}:{row.source_id}",
              primary.source, primary.source_id, match.text_similarity, match.distance_m)
     return "linked_duplicate"
+
+
+class UnlinkRefused(ValueError):
+    """Why a report cannot be unlinked (the ledger is left as it was)."""
+
+
+def unlink_duplicate(ctx: StepContext, report_id: int, reason: str) -> list[str]:
+    """Undo a duplicate link that IOC staff found wrong: the report is routed as if it had just
+    arrived and gets deliveries of its own (sent by the next deliver run); both traces say why.
+
+    Only before the report's citizen has been answered with the earlier report's outcome: after
+    that, the citizen has heard back about another problem, and the IOC takes it up anew.
+    Returns the new deliveries' external references. Commits."""
+    with ctx.sessions() as session:
+        row = session.get(ReportRow, report_id)
+        if row is None or row.deployment != ctx.mapping.deployment:
+            raise UnlinkRefused(f"no report {report_id} in {ctx.mapping.deployment}")
+        key = f"{row.source}:{row.source_id}"
+        if row.duplicate_of is None:
+            raise UnlinkRefused(f"{key} is not linked to another report")
+        if row.published_at is not None:
+            raise UnlinkRefused(f"{key} was already answered with the linked report's outcome "
+                                f"({row.published_at:%Y-%m-%d %H:%M}): take it up as a new report")
+        report = report_from_row(row, ctx.mapping.privacy)
+        units = resolve_units(report.location.unit)
+        try:
+            routings = routes(report, units, ctx.mapping)
+        except MappingProblem as problem:
+            raise UnlinkRefused(f"{key} cannot be routed: {problem}") from None
+        primary = session.get(ReportRow, row.duplicate_of)
+        assert primary is not None  # a foreign key
+        row.duplicate_of = None
+        primary.duplicate_count = ReportRow.duplicate_count - 1  # in SQL, as ``_link`` adds
+        session.flush()
+        reason = mask_phones(reason)  # typed by IOC staff: shown on traces and the IOC page
+        events = EventBatch(ctx.run_id)
+        primary_key = f"{primary.source}:{primary.source_id}"
+        events.add("unlinked_duplicate", report_id=row.id, primary=primary_key, primary_id=primary.id, reason=reason)
+        events.add("duplicate_unlinked", report_id=primary.id, duplicate=key, duplicate_id=row.id, reason=reason)
+        fresh = _Fresh(index=0, report=report, units=units, row={}, routings=routings, id=row.id)
+        rows = _delivery_rows(ctx, row.id, report, routings)
+        _insert_deliveries(session, ctx, [(fresh, delivery) for delivery in rows], events)
+        events.write(session)
+        session.expire(row, ["deliveries"])  # inserted above without the ORM
+        refresh_status(session, row, ctx.run_id)
+        session.commit()
+    log.info("duplicate link undone report=%s primary=%s deliveries=%s", key, primary_key, len(rows))
+    return [delivery["external_ref"] for delivery in rows]
 
 
 def replay_quarantine(ctx: StepContext, ids: list[int] | None = None) -> StepResult:
