@@ -367,6 +367,9 @@ class ReportDetail(BaseModel):
     linked_to: ReportRef | None = None
     #: A primary: the reports linked to it, which follow its document.
     duplicates: list[ReportRef] = []
+    #: A duplicate whose citizen was answered with the outcome of the report it is linked to:
+    #: its link can no longer be undone.
+    duplicate_answered_at: datetime | None = None
 
 
 def matching_reports(session: Session, source_id: str, source: str | None = None) -> list[ReportRow]:
@@ -411,6 +414,7 @@ def report_detail(session: Session, source_id: str, source: str | None = None, n
                           document_ref=_document_ref(e, refs), detail=_masked(e.detail or {}))
                 for e in events],
         **duplicate_links(session, report),
+        duplicate_answered_at=_vn(report.published_at) if report.duplicate_of is not None else None,
     )
 
 

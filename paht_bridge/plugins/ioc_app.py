@@ -3,8 +3,9 @@
 Every route sits behind Airflow's login: the app-level dependency ``requires_authenticated``
 (a plugin's app gets no protection by itself). The figures come from
 ``paht_bridge.ledger.ioc_views``; this module only wires requests to them and renders.
-The page reads the ledger, never Airflow's metadata database, and never decrypts a
-reporter's name or phone.
+The page reads the ledger, never Airflow's metadata database, and never shows a reporter's
+name or phone. It changes the ledger only through the operators' own functions (replaying dead
+letters, undoing a duplicate link), behind a same-origin check.
 """
 
 from __future__ import annotations
@@ -22,14 +23,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from pydantic import BaseModel, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 from sqlalchemy.orm import Session
 
 from airflow.api_fastapi.app import get_auth_manager
 from airflow.api_fastapi.core_api.security import GetUserDep, requires_authenticated
+from paht_bridge.connectors.hooks import AirflowConnectors
 from paht_bridge.ledger import ioc_views
 from paht_bridge.ledger.db import ledger_url, migrate, sessions
 from paht_bridge.ledger.replay import replay_dead_letters
+from paht_bridge.ledger.steps import StepContext
+from paht_bridge.ledger.steps.ingest import UnlinkRefused, unlink_duplicate
 from paht_bridge.mappings.canonical import VIETNAM_TZ, vietnam_now
 from paht_bridge.mappings.config import deployment, deployment_names
 from paht_bridge.plugins import labels
@@ -186,6 +190,33 @@ def _replay(session: Session, request: ReplayRequest, user: str) -> ReplayResult
     return ReplayResult(replayed=refs)
 
 
+class UnlinkRequest(BaseModel):
+    """A duplicate link IOC staff found wrong, and why (kept on both reports' traces)."""
+
+    source: str = Field(min_length=1, max_length=64)
+    source_id: str = Field(min_length=1, max_length=128)
+    reason: str = Field(min_length=3, max_length=500)
+
+
+async def unlink_body(request: Request) -> UnlinkRequest:
+    form = await request.form()
+    try:
+        return UnlinkRequest(source=form.get("source") or "", source_id=form.get("source_id") or "",
+                             reason=(form.get("reason") or "").strip())
+    except ValidationError as error:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "ghi lý do tách (ít nhất 3 ký tự)") from error
+
+
+def _report_page(request: Request, session: Session, user: str, q: str, source: str | None, status_code: int | None = None,
+                 **notice: object) -> HTMLResponse:
+    matches = ioc_views.matching_reports(session, q, source) if q.strip() else []
+    detail = ioc_views.report_detail(session, matches[0].source_id, matches[0].source) if matches else None
+    notices = {"unlinked": False, "unlink_refused": None, **notice}
+    return render(request, "ioc/report.html", status_code=status_code or (200 if detail else 404), user=user, q=q.strip(),
+                  detail=detail, others=[(m.source, m.source_id) for m in matches[1:]],
+                  similar=[] if detail else ioc_views.similar_report_ids(session, q), **notices)
+
+
 async def _unauthorised_page(request: Request, exc: Exception) -> Response:
     """Browsers get a short page pointing to Airflow's login; API clients keep the JSON answer. Still 401."""
     if isinstance(exc, HTTPException) and exc.status_code == 401 and "text/html" in request.headers.get("accept", ""):
@@ -211,12 +242,26 @@ def create_ioc_app() -> FastAPI:
 
     @app.get("/reports", response_class=HTMLResponse, name="ioc_report")
     def report(request: Request, session: LedgerDep, user: GetUserDep, q: Annotated[str, Query(max_length=128)] = "",
-               source: Annotated[str | None, Query(max_length=64)] = None) -> HTMLResponse:
-        matches = ioc_views.matching_reports(session, q, source) if q.strip() else []
-        detail = ioc_views.report_detail(session, matches[0].source_id, matches[0].source) if matches else None
-        return render(request, "ioc/report.html", status_code=200 if detail else 404, user=user.get_name(), q=q.strip(),
-                      detail=detail, others=[(m.source, m.source_id) for m in matches[1:]],
-                      similar=[] if detail else ioc_views.similar_report_ids(session, q))
+               source: Annotated[str | None, Query(max_length=64)] = None, unlinked: bool = False) -> HTMLResponse:
+        return _report_page(request, session, user.get_name(), q, source, unlinked=unlinked)
+
+    @app.post("/reports/unlink", name="ioc_unlink", dependencies=[Depends(same_origin)])
+    def unlink_form(request: Request, session: LedgerDep, user: GetUserDep,
+                    wanted: Annotated[UnlinkRequest, Depends(unlink_body)]) -> Response:
+        found = ioc_views.matching_reports(session, wanted.source_id, wanted.source)
+        if not found:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no report {wanted.source_id!r} in the ledger")
+        mapping = deployment(found[0].deployment)
+        ctx = StepContext(mapping=mapping, sessions=sessions(ledger_url()), connectors=AirflowConnectors(mapping),
+                          run_id=f"ioc-page:{user.get_name()}")
+        session.close()  # the unlink writes in its own transaction
+        try:
+            unlink_duplicate(ctx, found[0].id, wanted.reason)
+        except UnlinkRefused as refused:
+            return _report_page(request, session, user.get_name(), wanted.source_id, wanted.source, status_code=409,
+                                unlink_refused=str(refused))
+        query = urlencode({"q": wanted.source_id, "source": wanted.source, "unlinked": "true"})
+        return RedirectResponse(f"{request.url_for('ioc_report').path}?{query}", status_code=status.HTTP_303_SEE_OTHER)
 
     @app.post("/dead-letters/replay", name="ioc_replay", dependencies=[Depends(same_origin)])
     def replay_form(request: Request, session: LedgerDep, user: GetUserDep,
