@@ -60,25 +60,20 @@ def _duplicate_links(session: object, found: object) -> dict:
 
 
 def _unlink(args: argparse.Namespace) -> int:
-    from sqlalchemy import select
-
     from paht_bridge.connectors.hooks import AirflowConnectors
     from paht_bridge.ledger.db import migrate, sessions
-    from paht_bridge.ledger.models import ReportRow
+    from paht_bridge.ledger.ioc_views import matching_reports
     from paht_bridge.ledger.steps import StepContext
     from paht_bridge.ledger.steps.ingest import UnlinkRefused, unlink_duplicate
     from paht_bridge.mappings.config import deployment
 
     migrate()
     console = Console()
-    query = select(ReportRow.id, ReportRow.deployment, ReportRow.source).where(ReportRow.source_id == args.report_id)
-    if args.source:
-        query = query.where(ReportRow.source == args.source)
     with sessions()() as session:
-        found = session.execute(query).all()
+        found = [(row.id, row.deployment, row.source) for row in matching_reports(session, args.report_id, args.source)]
     if len(found) != 1:
         console.print(f"no report {args.report_id!r} in the ledger" if not found else
-                      f"{args.report_id!r} is in several apps ({', '.join(f.source for f in found)}): say which with --source")
+                      f"{args.report_id!r} is in several apps ({', '.join(f[2] for f in found)}): say which with --source")
         return 1
     report_id, name, _ = found[0]
     mapping = deployment(name)

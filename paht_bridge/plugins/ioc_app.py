@@ -259,7 +259,7 @@ def create_ioc_app() -> FastAPI:
             unlink_duplicate(ctx, found[0].id, wanted.reason)
         except UnlinkRefused as refused:
             return _report_page(request, session, user.get_name(), wanted.source_id, wanted.source, status_code=409,
-                                unlink_refused=str(refused))
+                                unlink_refused=(labels.UNLINK_REFUSED.get(refused.code, refused.code), str(refused)))
         query = urlencode({"q": wanted.source_id, "source": wanted.source, "unlinked": "true"})
         return RedirectResponse(f"{request.url_for('ioc_report').path}?{query}", status_code=status.HTTP_303_SEE_OTHER)
 

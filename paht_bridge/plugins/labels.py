@@ -64,3 +64,11 @@ RATING = {"satisfied": "Hài lòng", "not_satisfied": "Chưa hài lòng"}
 
 STEP = {"ingest": "Nhận phản ánh", "deliver": "Chuyển văn bản", "poll": "Cập nhật trạng thái", "publish": "Công khai kết quả",
         "ratings": "Đánh giá"}
+
+#: Why a duplicate link was not undone (``UnlinkRefused.code``).
+UNLINK_REFUSED = {
+    "missing": "Không tìm thấy phản ánh",
+    "not_linked": "Phản ánh này không (còn) gộp vào phản ánh nào",
+    "answered": "Người dân đã nhận kết quả của phản ánh được gộp vào",
+    "unroutable": "Không phân loại được phản ánh để giao cơ quan",
+}

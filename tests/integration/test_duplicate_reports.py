@@ -11,7 +11,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from paht_bridge.cli import main as paht
 from paht_bridge.connectors.hooks import AirflowConnectors
@@ -238,3 +238,38 @@ def test_a_link_found_wrong_is_undone_and_the_report_gets_its_own_document(
     capsys.readouterr()
     assert paht(["unlink", third["id"], "--reason", "too late"]) == 1  # its citizen was answered with the first report's outcome
     assert "already answered" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("ledger_url", ["postgresql"], indirect=True)  # SQLite runs one writer at a time anyway
+def test_two_people_undoing_one_link_at_once_route_it_once(stack: SandboxStack, ctx: StepContext, ledger_url: str,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second unlink reads the link before the first commits, and is refused at its
+    conditional UPDATE, not by a duplicate key: one set of deliveries, one pair of events."""
+    import importlib
+
+    from paht_bridge.ledger.steps.ingest import UnlinkRefused, unlink_duplicate
+
+    ingest_module = importlib.import_module("paht_bridge.ledger.steps.ingest")  # the package exports a function of that name
+
+    first, second, _, _ = pothole_reports(9041)
+    for report in (first, second):
+        stack.citizen_states[SOURCE].add_report(report)
+    assert ingest(ctx).counts == {"received": 1, "linked_duplicate": 1}
+    with sessions(ledger_url)() as session:
+        linked = session.scalar(select(ReportRow.id).where(ReportRow.source_id == second["id"]))
+    real_routes, raced = ingest_module.routes, []
+
+    def routes_while_someone_else_unlinks(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        if not raced:  # the outer call has read the link; another operator's unlink commits now
+            raced.append(None)
+            raced[0] = unlink_duplicate(ctx, linked, "the other operator")
+        return real_routes(*args, **kwargs)
+
+    monkeypatch.setattr(ingest_module, "routes", routes_while_someone_else_unlinks)
+    with pytest.raises(UnlinkRefused) as refused:
+        unlink_duplicate(ctx, linked, "this operator")
+    assert refused.value.code == "not_linked" and raced == [[f"PAHT-{SOURCE}-{second['id']}"]]
+    with sessions(ledger_url)() as session:
+        assert session.scalar(select(func.count(DeliveryRow.id)).where(DeliveryRow.report_id == linked)) == 1
+        assert session.scalar(select(func.count(EventRow.id)).where(EventRow.kind == "unlinked_duplicate")) == 1
+        assert session.scalar(select(ReportRow.duplicate_count).where(ReportRow.source_id == first["id"])) == 0

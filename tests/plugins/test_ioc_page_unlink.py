@@ -56,7 +56,7 @@ def test_a_wrong_duplicate_link_is_undone_from_the_report_page(airflow_api: Airf
     assert 'data-testid="unlinked"' in after and 'data-testid="linked-to"' not in after
     assert f"PAHT-{SOURCE}-{second['id']}" in after and "Chờ gửi" in after  # its own delivery, waiting for the next run
     again = client.post("/paht/reports/unlink", data=form, follow_redirects=False, headers=headers)
-    assert again.status_code == 409 and 'data-testid="unlink-refused"' in again.text and "not linked" in again.text
+    assert again.status_code == 409 and 'data-testid="unlink-refused"' in again.text and "không (còn) gộp" in again.text and "not linked" in again.text
     with sessions(url)() as session:
         undone = session.scalar(select(EventRow).where(EventRow.kind == "unlinked_duplicate"))
     assert undone.run_id == f"ioc-page:{USER}" and undone.detail["reason"] == form["reason"]

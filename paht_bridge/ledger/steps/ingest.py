@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from paht_bridge.ledger.db import decrypt, encrypt
@@ -252,7 +252,11 @@ def _link(session: Session, ctx: StepContext, row: ReportRow, primary: ReportRow
 
 
 class UnlinkRefused(ValueError):
-    """Why a report cannot be unlinked (the ledger is left as it was)."""
+    """Why a report cannot be unlinked (the ledger is left as it was); ``code`` for a translated label."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def unlink_duplicate(ctx: StepContext, report_id: int, reason: str) -> list[str]:
@@ -265,22 +269,28 @@ def unlink_duplicate(ctx: StepContext, report_id: int, reason: str) -> list[str]
     with ctx.sessions() as session:
         row = session.get(ReportRow, report_id)
         if row is None or row.deployment != ctx.mapping.deployment:
-            raise UnlinkRefused(f"no report {report_id} in {ctx.mapping.deployment}")
+            raise UnlinkRefused("missing", f"no report {report_id} in {ctx.mapping.deployment}")
         key = f"{row.source}:{row.source_id}"
         if row.duplicate_of is None:
-            raise UnlinkRefused(f"{key} is not linked to another report")
+            raise UnlinkRefused("not_linked", f"{key} is not linked to another report")
         if row.published_at is not None:
-            raise UnlinkRefused(f"{key} was already answered with the linked report's outcome "
-                                f"({row.published_at:%Y-%m-%d %H:%M}): take it up as a new report")
+            raise UnlinkRefused("answered", f"{key} was already answered with the linked report's outcome "
+                                            f"({row.published_at:%Y-%m-%d %H:%M}): take it up as a new report")
         report = report_from_row(row, ctx.mapping.privacy)
         units = resolve_units(report.location.unit)
         try:
             routings = routes(report, units, ctx.mapping)
         except MappingProblem as problem:
-            raise UnlinkRefused(f"{key} cannot be routed: {problem}") from None
+            raise UnlinkRefused("unroutable", f"{key} cannot be routed: {problem}") from None
         primary = session.get(ReportRow, row.duplicate_of)
         assert primary is not None  # a foreign key
-        row.duplicate_of = None
+        # Conditional, so two people undoing the same link at once cannot both route it.
+        taken = session.execute(update(_REPORTS).where(_REPORTS.c.id == row.id, _REPORTS.c.duplicate_of.is_not(None),
+                                                       _REPORTS.c.published_at.is_(None)).values(duplicate_of=None))
+        if taken.rowcount != 1:
+            session.rollback()
+            raise UnlinkRefused("not_linked", f"{key} is not linked to another report (any more)")
+        session.expire(row, ["duplicate_of", "deliveries"])  # changed above without the ORM
         primary.duplicate_count = ReportRow.duplicate_count - 1  # in SQL, as ``_link`` adds
         session.flush()
         reason = mask_phones(reason)  # typed by IOC staff: shown on traces and the IOC page
@@ -292,7 +302,6 @@ def unlink_duplicate(ctx: StepContext, report_id: int, reason: str) -> list[str]
         rows = _delivery_rows(ctx, row.id, report, routings)
         _insert_deliveries(session, ctx, [(fresh, delivery) for delivery in rows], events)
         events.write(session)
-        session.expire(row, ["deliveries"])  # inserted above without the ORM
         refresh_status(session, row, ctx.run_id)
         session.commit()
     log.info("duplicate link undone report=%s primary=%s deliveries=%s", key, primary_key, len(rows))
