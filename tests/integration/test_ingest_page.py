@@ -70,3 +70,30 @@ def test_a_page_with_a_change_a_repeat_and_an_unroutable_report_is_stored_as_it_
 
     with ctx.sessions.begin() as session:  # the same page again: nothing new
         assert take_page(session, ctx, page) == ["repeated", "repeated", "repeated", "repeated", "repeated"]
+
+
+def test_an_apps_own_status_change_is_no_citizen_update(stack: SandboxStack, ledger_url: str) -> None:
+    """When the bridge publishes an outcome, the app moves the report's status and its
+    ``updated_at``; a feed ordered by change time (Open311) then brings the report again. That
+    echo is stored (the newest version) but is not an ``updated`` event, "Người dân cập nhật"
+    on the trace: the citizen said nothing new. A changed description still is one."""
+    mapping = deployment("quang_tri")
+    ctx = StepContext(mapping=mapping, sessions=sessions(ledger_url), connectors=AirflowConnectors(mapping), run_id="echo")
+    stack.citizen_states[SOURCE].add_report(load_seed_reports(SOURCE)[0])
+    (first,) = requests.get(f"{stack.urls.urls[SOURCE]}/api/v1/reports", params={"limit": 1}, timeout=30,
+                            headers={"X-API-Key": CITIZEN_KEY}).json()["data"]
+    echo = _version(first, 30, status="da_xu_ly")
+    edited = _version(echo, 30, description=first["description"] + " Đến nay vẫn chưa sửa.")
+    page, bad = ctx.connectors.source(SOURCE).parse_reports([first, echo, edited])
+    assert not bad and page[1].source_status != page[0].source_status
+
+    outcomes = []
+    for report in page:  # each on its own page, as three runs would bring them
+        with ctx.sessions.begin() as session:
+            outcomes += take_page(session, ctx, [report])
+    assert outcomes == ["received", "repeated", "updated"]
+    with sessions(ledger_url)() as session:
+        row = session.scalar(select(ReportRow).where(ReportRow.source_id == first["id"]))
+        kinds = session.scalars(select(EventRow.kind).where(EventRow.report_id == row.id)).all()
+        assert row.updated_at == page[2].updated_at and row.payload["description"].endswith("Đến nay vẫn chưa sửa.")
+    assert kinds.count("updated") == 1

@@ -92,7 +92,12 @@ def take_page(session: Session, ctx: StepContext, reports: list[Report]) -> list
             if report.updated_at <= row.updated_at:
                 outcomes.append("repeated")
                 continue
-            row.title, row.updated_at, row.payload = report.title, report.updated_at, _payload(report)
+            payload = _payload(report)
+            echo = _citizens_words(payload) == _citizens_words(row.payload)
+            row.title, row.updated_at, row.payload = report.title, report.updated_at, payload
+            if echo:  # only the app's own status moved (our publish, as a rule): nothing the citizen said
+                outcomes.append("repeated")
+                continue
             events.add("updated", report_id=row.id)
             outcomes.append("updated")
         elif (new := fresh.get(key)) is not None:
@@ -343,6 +348,16 @@ def replay_quarantine(ctx: StepContext, ids: list[int] | None = None) -> StepRes
 
 def _payload(report: Report) -> dict:
     return report.model_dump(mode="json", exclude={"reporter"})
+
+
+#: What a citizen app changes on its own: the time of the last change and the status it shows
+#: its citizens (both move when the bridge publishes an outcome to it).
+_APP_OWN_FIELDS = frozenset({"updated_at", "source_status"})
+
+
+def _citizens_words(payload: dict) -> dict:
+    """A stored report without what its app changes on its own: what an ``updated`` event is about."""
+    return {key: value for key, value in payload.items() if key not in _APP_OWN_FIELDS}
 
 
 def _new_row(ctx: StepContext, report: Report, units: ResolvedUnits) -> dict[str, Any]:
