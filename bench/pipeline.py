@@ -18,7 +18,9 @@ import cProfile
 import io
 import pstats
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bench.common import RESULTS, context, fresh_ledger, sandbox
 
@@ -57,8 +59,9 @@ def transport_floor(tag: str) -> dict[str, float]:
     return out
 
 
-def pipeline(url: str, tag: str) -> dict[str, float]:
-    """Seconds for the bridge's ingest and deliver steps, per deployment, on ledger ``url``."""
+def pipeline(url: str, tag: str, deliver_with: Callable[[Any, str], float] | None = None) -> dict[str, float]:
+    """Seconds for the bridge's ingest and deliver steps, per deployment, on ledger ``url``
+    (``deliver_with(ctx, deployment)``: another way to deliver, timing itself; a trial's)."""
     from paht_bridge.ledger.steps import deliver, ingest
 
     from sqlalchemy.orm import configure_mappers
@@ -78,10 +81,13 @@ def pipeline(url: str, tag: str) -> dict[str, float]:
         started = time.perf_counter()
         ingested = ingest(ctx)
         out[f"{kind}_ingest_s"] = time.perf_counter() - started
+        out[f"{kind}_received"] = ingested.counts.get("received", 0)
+        if deliver_with is not None:
+            out[f"{kind}_deliver_s"] = deliver_with(ctx, name)
+            continue
         started = time.perf_counter()
         delivered = deliver(ctx)
         out[f"{kind}_deliver_s"] = time.perf_counter() - started
-        out[f"{kind}_received"] = ingested.counts.get("received", 0)
         out[f"{kind}_delivered"] = delivered.counts.get("delivered", 0)
     return out
 

@@ -28,8 +28,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from bench.common import RESULTS, context, drop_databases, fresh_ledger, private_homes, sandbox
-from bench.pipeline import DEPLOYMENTS, transport_floor
+from bench.common import RESULTS, drop_databases, fresh_ledger, private_homes, sandbox
+from bench.pipeline import pipeline, transport_floor
 
 _FORK = multiprocessing.get_context("fork")
 
@@ -85,33 +85,6 @@ def _deliver_in_a_process(ctx: Any, name: str) -> float:
     return elapsed
 
 
-def _pipeline(url: str, tag: str, variant: str) -> dict[str, float]:
-    from sqlalchemy.orm import configure_mappers
-
-    from paht_bridge.ledger.steps import deliver, ingest
-    from paht_bridge.tasks import settle_heap
-
-    configure_mappers()
-    settle_heap()
-    out: dict[str, float] = {}
-    for name, kind in DEPLOYMENTS.items():
-        ctx = context(url, name, f"trial-{tag}")
-        for spec in ctx.mapping.sources:
-            ctx.connectors.source(spec.name)
-        for spec in ctx.mapping.targets:
-            ctx.connectors.target(spec.name)
-        started = time.perf_counter()
-        ingest(ctx)
-        out[f"{kind}_ingest_s"] = time.perf_counter() - started
-        if variant == "process":
-            out[f"{kind}_deliver_s"] = _deliver_in_a_process(ctx, name)
-        else:
-            started = time.perf_counter()
-            deliver(ctx)
-            out[f"{kind}_deliver_s"] = time.perf_counter() - started
-    return out
-
-
 def run(reports: int, repetitions: int, ledgers: tuple[str, ...], home: Path) -> list[dict]:
     rows = []
     for rep in range(repetitions):
@@ -122,12 +95,13 @@ def run(reports: int, repetitions: int, ledgers: tuple[str, ...], home: Path) ->
                     floor = transport_floor(f"{rep}{kind}{variant}")
                 with sandbox() as box:
                     box.call("POST", "/backlog", params={"n": reports})
-                    pipe = _pipeline(fresh_ledger(kind, home), f"{rep}{variant}", variant)
+                    pipe = pipeline(fresh_ledger(kind, home), f"{rep}{variant}",
+                                    _deliver_in_a_process if variant == "process" else None)
                     if box.call("GET", "/created")["created_twice"]:
                         raise AssertionError("a document was created twice")
                 total = sum(v for k, v in floor.items() if k.endswith("_s"))
                 row = {"repetition": rep, "ledger": kind, "variant": variant,
-                       "overhead_ratio": round(sum(pipe.values()) / total, 3),
+                       "overhead_ratio": round(sum(v for k, v in pipe.items() if k.endswith("_s")) / total, 3),
                        "deliver_vs_creates": {b: round(pipe[f"{b}_deliver_s"] / floor[f"{b}_create_s"], 3) for b in ("soap", "rest")},
                        "floor_per_report_ms": round(1000 * total / reports, 3)}
                 print(json.dumps(row), flush=True)
