@@ -60,12 +60,10 @@ def _duplicate_links(session: object, found: object) -> dict:
 
 
 def _unlink(args: argparse.Namespace) -> int:
-    from paht_bridge.connectors.hooks import AirflowConnectors
     from paht_bridge.ledger.db import migrate, sessions
     from paht_bridge.ledger.ioc_views import matching_reports
-    from paht_bridge.ledger.steps import StepContext
+    from paht_bridge.ledger.steps.context import operator_context
     from paht_bridge.ledger.steps.ingest import UnlinkRefused, unlink_duplicate
-    from paht_bridge.mappings.config import deployment
 
     migrate()
     console = Console()
@@ -76,10 +74,8 @@ def _unlink(args: argparse.Namespace) -> int:
                       f"{args.report_id!r} is in several apps ({', '.join(f[2] for f in found)}): say which with --source")
         return 1
     report_id, name, _ = found[0]
-    mapping = deployment(name)
-    ctx = StepContext(mapping=mapping, sessions=sessions(), connectors=AirflowConnectors(mapping), run_id="cli-unlink")
     try:
-        refs = unlink_duplicate(ctx, report_id, args.reason)
+        refs = unlink_duplicate(operator_context(name, "cli-unlink"), report_id, args.reason)
     except UnlinkRefused as refused:
         console.print(f"not unlinked: {refused}", highlight=False)
         return 1
@@ -129,17 +125,13 @@ def _forget(args: argparse.Namespace) -> int:
 
 
 def _replay_quarantine(args: argparse.Namespace) -> int:
-    from paht_bridge.connectors.hooks import AirflowConnectors
-    from paht_bridge.ledger.db import sessions
-    from paht_bridge.ledger.steps import StepContext
+    from paht_bridge.ledger.steps.context import operator_context
     from paht_bridge.ledger.steps.ingest import replay_quarantine
-    from paht_bridge.mappings.config import deployment, deployment_names
+    from paht_bridge.mappings.config import deployment_names
 
     console = Console()
     for name in [args.deployment] if args.deployment else deployment_names():
-        mapping = deployment(name)
-        ctx = StepContext(mapping=mapping, sessions=sessions(), connectors=AirflowConnectors(mapping), run_id="cli-replay")
-        counts = replay_quarantine(ctx, ids=args.id or None).counts
+        counts = replay_quarantine(operator_context(name, "cli-replay"), ids=args.id or None).counts
         console.print(f"{name}: {counts.get('taken_in', 0)} taken in, {counts.get('still_quarantined', 0)} still quarantined")
     return 0
 
@@ -173,21 +165,18 @@ def _shown(path: Path) -> Path:
 def _backfill(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from paht_bridge.connectors.hooks import AirflowConnectors
     from paht_bridge.ledger.backfill import PageDone, backfill
-    from paht_bridge.ledger.db import migrate, sessions
-    from paht_bridge.ledger.steps import StepContext
+    from paht_bridge.ledger.db import migrate
     from paht_bridge.connectors.errors import ConnectorError
-    from paht_bridge.ledger.steps.context import partial_result
-    from paht_bridge.mappings.config import deployment, deployment_names
+    from paht_bridge.ledger.steps.context import operator_context, partial_result
+    from paht_bridge.mappings.config import deployment_names
 
     if args.to < args.start:
         raise SystemExit(f"paht backfill: --to {args.to} is before --from {args.start}")
     if args.deployment not in deployment_names():
         raise SystemExit(f"paht backfill: no deployment {args.deployment!r} (there are: {', '.join(deployment_names())})")
     migrate()
-    mapping = deployment(args.deployment)
-    ctx = StepContext(mapping=mapping, sessions=sessions(), connectors=AirflowConnectors(mapping), run_id="cli-backfill")
+    ctx = operator_context(args.deployment, "cli-backfill")
     console = Console()
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[pages]} pages, {task.completed} reports"),
                TimeElapsedColumn())

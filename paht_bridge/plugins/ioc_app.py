@@ -28,11 +28,10 @@ from sqlalchemy.orm import Session
 
 from airflow.api_fastapi.app import get_auth_manager
 from airflow.api_fastapi.core_api.security import GetUserDep, requires_authenticated
-from paht_bridge.connectors.hooks import AirflowConnectors
 from paht_bridge.ledger import ioc_views
 from paht_bridge.ledger.db import ledger_url, migrate, sessions
 from paht_bridge.ledger.replay import replay_dead_letters
-from paht_bridge.ledger.steps import StepContext
+from paht_bridge.ledger.steps.context import operator_context
 from paht_bridge.ledger.steps.ingest import UnlinkRefused, unlink_duplicate
 from paht_bridge.mappings.canonical import VIETNAM_TZ, vietnam_now
 from paht_bridge.mappings.config import deployment, deployment_names
@@ -251,9 +250,7 @@ def create_ioc_app() -> FastAPI:
         found = ioc_views.matching_reports(session, wanted.source_id, wanted.source)
         if not found:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no report {wanted.source_id!r} in the ledger")
-        mapping = deployment(found[0].deployment)
-        ctx = StepContext(mapping=mapping, sessions=sessions(ledger_url()), connectors=AirflowConnectors(mapping),
-                          run_id=f"ioc-page:{user.get_name()}")
+        ctx = operator_context(found[0].deployment, f"ioc-page:{user.get_name()}", ledger_url())
         session.close()  # the unlink writes in its own transaction
         try:
             unlink_duplicate(ctx, found[0].id, wanted.reason)

@@ -60,6 +60,17 @@ class StepResult(BaseModel):
         self.counts[key] = self.counts.get(key, 0) + n
 
 
+def operator_context(deployment_name: str, run_id: str, ledger: str | None = None) -> StepContext:
+    """A step's context for an operator's action on one deployment (the CLI, the IOC page): its
+    mapping, the ledger (``ledger``, else the configured one) and clients from Airflow Connections."""
+    from paht_bridge.connectors.hooks import AirflowConnectors  # Airflow's hooks: only where an action needs them
+    from paht_bridge.ledger.db import sessions
+    from paht_bridge.mappings.config import deployment
+
+    mapping = deployment(deployment_name)
+    return StepContext(mapping=mapping, sessions=sessions(ledger), connectors=AirflowConnectors(mapping), run_id=run_id)
+
+
 def reraise_after_others(failures: list[ConnectorError], result: StepResult) -> NoReturn:
     """Once the other sources are done, re-raise the first failed source's own typed error (so
     callers still decide by its type), carrying the step's partial result for the run record."""
