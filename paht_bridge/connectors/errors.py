@@ -14,8 +14,14 @@ class ConnectorError(Exception):
         self.system = system
         self.operation = operation
         self.ref = ref
+        self.message = message
         where = f"{system}.{operation}" + (f" ref={ref}" if ref else "")
         super().__init__(f"{where}: {message}")
+
+    def __reduce__(self) -> tuple:
+        """Pickled with its keyword arguments (and any attribute set since): the deliver step's
+        call process sends a failed call's error back to the step as it was raised."""
+        return (_rebuilt, (self.__class__, self.message, self.system, self.operation, self.ref, self.__dict__))
 
 
 class TransientError(ConnectorError):
@@ -39,3 +45,9 @@ class RejectedContent(PermanentError):
     """The system sent content we refuse to pass on: a file whose bytes are not what it was
     declared as (an HTML page or a program labelled as a photo), an empty file, one over the
     connector's limits or of a type it does not allow. Fetching it again gets the same bytes."""
+
+
+def _rebuilt(cls: type[ConnectorError], message: str, system: str, operation: str, ref: str | None, state: dict) -> ConnectorError:
+    error = cls(message, system=system, operation=operation, ref=ref)
+    error.__dict__.update(state)
+    return error

@@ -46,12 +46,12 @@ def tuned(mapping: Deployment, **target_changes: object) -> Deployment:
 
 
 def contexts(url: str, run_id: str, clock: MovableClock | None = None, lease_seconds: float = 600, batch_size: int = 100,
-             **target_changes: object) -> list[StepContext]:
+             call_process: bool = False, **target_changes: object) -> list[StepContext]:
     out = []
     for name in deployment_names():
         mapping = tuned(deployment(name), **target_changes)
         ctx = StepContext(mapping=mapping, sessions=sessions(url), connectors=AirflowConnectors(mapping), run_id=run_id,
-                          lease=timedelta(seconds=lease_seconds), batch_size=batch_size)
+                          lease=timedelta(seconds=lease_seconds), batch_size=batch_size, call_process=call_process)
         if clock is not None:
             ctx.clock = clock
         out.append(ctx)
@@ -64,9 +64,9 @@ def ingest_all(url: str) -> None:
 
 
 def deliver_round(url: str, run_id: str, clock: MovableClock | None = None, lease_seconds: float = 600,
-                  **target_changes: object) -> dict[str, int]:
+                  call_process: bool = False, **target_changes: object) -> dict[str, int]:
     totals: dict[str, int] = {}
-    for ctx in contexts(url, run_id, clock, lease_seconds=lease_seconds, batch_size=5, **target_changes):
+    for ctx in contexts(url, run_id, clock, lease_seconds=lease_seconds, batch_size=5, call_process=call_process, **target_changes):
         for key, value in deliver(ctx).counts.items():
             totals[key] = totals.get(key, 0) + value
     return totals

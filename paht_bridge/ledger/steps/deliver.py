@@ -8,27 +8,26 @@ so a zombie task beside its retry cannot send the same report twice.
 
 from __future__ import annotations
 
-import hashlib
-import tempfile
-from collections.abc import Iterator
+import os
+import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from sqlalchemy import Update, bindparam, func, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from paht_bridge.connectors.base import CitizenSource
 from paht_bridge.connectors.errors import AmbiguousError, ConnectorError, MalformedResponse, PermanentError, TransientError
+from paht_bridge.connectors.spool import spooled_attachments
 from paht_bridge.ledger import circuit
 from paht_bridge.ledger.models import CircuitRow, DeliveryRow, RatingRow, ReportRow
+from paht_bridge.ledger.steps.call_process import FAILED, HALTED, LEASE, Answer, Call, CallProcess
 from paht_bridge.ledger.steps.context import StepContext, StepResult, log, report_from_row
 from paht_bridge.ledger.steps.status import derive_status, refresh_status
 from paht_bridge.ledger.store import EventBatch, claim_deliveries, claimable, record_event, release
-from paht_bridge.mappings.canonical import CanonicalStatus, DocumentReceipt, DocumentRecord, LocalAttachment, Report, Routing
+from paht_bridge.mappings.canonical import CanonicalStatus, DocumentReceipt, DocumentRecord, Report, Routing
 from paht_bridge.mappings.transforms import build_document
 
 _DELIVERIES = DeliveryRow.__table__
@@ -81,43 +80,235 @@ def _shares(ctx: StepContext) -> dict[str, int]:
 
 def _deliver_batches(ctx: StepContext, result: StepResult, others: frozenset[str] = frozenset()) -> StepResult:
     """Claim and send batches until nothing is due; ``others``: targets this sender leaves alone."""
+    if ctx.call_process and not others and hasattr(os, "fork"):
+        return _deliver_through_process(ctx, result)
     while True:
         with ctx.sessions() as session:
-            now = ctx.clock()
-            blocked = frozenset(t.name for t in ctx.mapping.targets if t.name not in others and circuit.is_open(session, t.name, now))
-            batch = claim_deliveries(session, deployment=ctx.mapping.deployment, owner=ctx.worker,
-                                     states=_CLAIMED_STATES, limit=ctx.batch_size, lease=ctx.lease,
-                                     now=now, skip_targets=blocked | others)
+            batch, fresh, half_open = _claim_batch(session, ctx, others, result)
             if not batch:
-                if blocked:
-                    result.add("targets_with_open_circuit", len(blocked))
                 break
             opened: set[str] = set()
-            # Only a target half-open when the batch was claimed can need a probe: one read per batch, not per delivery.
-            half_open = frozenset(t for t in {d.target for d in batch} if circuit.is_half_open(session, t, now))
-            # A success need not reset a circuit that has no failures on record (nor this batch's).
-            troubled = set(session.scalars(select(CircuitRow.target).where(
-                CircuitRow.target.in_({d.target for d in batch}), (CircuitRow.failures > 0) | CircuitRow.open_until.is_not(None))))
-            session.info[_HEALTHY] = {d.target for d in batch} - troubled
-            # Nothing at the target (first sends, plain retries) and no probe due: marked
-            # 'sending' together, outcomes written together (after the deliveries needing a lookup).
-            fresh = [d for d in batch if d.state == "pending" and d.target not in half_open]
-            for delivery in batch:
-                if delivery in fresh:
-                    continue
-                if delivery.target in opened:  # the circuit opened mid-batch: leave the rest untouched
-                    release(delivery)
-                    session.commit()
-                    result.add("held_by_open_circuit")
-                    continue
-                probe = delivery.target in half_open and circuit.is_half_open(session, delivery.target, ctx.clock())
-                outcome = _deliver_one(session, ctx, delivery, probe)
-                result.add(outcome)
-                if _circuit_update(session, ctx, delivery, outcome):
-                    opened.add(delivery.target)
+            _send_one_by_one(session, ctx, batch, fresh, half_open, opened, result)
             if fresh:
                 _send_chunk(session, ctx, fresh, opened, result)
     return result
+
+
+def _claim_batch(session: Session, ctx: StepContext, skip: frozenset[str],
+                 result: StepResult) -> tuple[list[DeliveryRow], list[DeliveryRow], frozenset[str]]:
+    """Claim the next batch (none for a target whose circuit is open, nor in ``skip``); also
+    which of it are *fresh* (nothing at the target yet, no probe due: sent as a chunk) and
+    which targets are half-open."""
+    now = ctx.clock()
+    blocked = frozenset(t.name for t in ctx.mapping.targets if t.name not in skip and circuit.is_open(session, t.name, now))
+    batch = claim_deliveries(session, deployment=ctx.mapping.deployment, owner=ctx.worker, states=_CLAIMED_STATES,
+                             limit=ctx.batch_size, lease=ctx.lease, now=now, skip_targets=blocked | skip)
+    if not batch:
+        if blocked:
+            result.add("targets_with_open_circuit", len(blocked))
+        return [], [], frozenset()
+    # Only a target half-open when the batch was claimed can need a probe: one read per batch, not per delivery.
+    half_open = frozenset(t for t in {d.target for d in batch} if circuit.is_half_open(session, t, now))
+    # A success need not reset a circuit that has no failures on record (nor this batch's).
+    troubled = set(session.scalars(select(CircuitRow.target).where(
+        CircuitRow.target.in_({d.target for d in batch}), (CircuitRow.failures > 0) | CircuitRow.open_until.is_not(None))))
+    session.info[_HEALTHY] = {d.target for d in batch} - troubled
+    # Nothing at the target (first sends, plain retries) and no probe due: marked 'sending'
+    # together, outcomes written together (after the deliveries needing a lookup).
+    return batch, [d for d in batch if d.state == "pending" and d.target not in half_open], half_open
+
+
+def _send_one_by_one(session: Session, ctx: StepContext, batch: list[DeliveryRow], fresh: list[DeliveryRow],
+                     half_open: frozenset[str], opened: set[str], result: StepResult) -> None:
+    """The batch's deliveries that are not fresh: each looked up first, or sent as a probe."""
+    for delivery in batch:
+        if delivery in fresh:
+            continue
+        if delivery.target in opened:  # the circuit opened mid-batch: leave the rest untouched
+            release(delivery)
+            session.commit()
+            result.add("held_by_open_circuit")
+            continue
+        probe = delivery.target in half_open and circuit.is_half_open(session, delivery.target, ctx.clock())
+        outcome = _deliver_one(session, ctx, delivery, probe)
+        result.add(outcome)
+        if _circuit_update(session, ctx, delivery, outcome):
+            opened.add(delivery.target)
+
+
+def _prepare_chunk(session: Session, ctx: StepContext, deliveries: list[DeliveryRow], opened: set[str],
+                   result: StepResult) -> list[tuple[DeliveryRow, Report, DocumentRecord]]:
+    """Build each delivery's document; one whose target's circuit opened, or whose report
+    cannot be built, is given back or dead-lettered here and not sent."""
+    prepared: list[tuple[DeliveryRow, Report, DocumentRecord]] = []
+    for delivery in deliveries:
+        if delivery.target in opened:  # its circuit opened earlier in this step: not even marked
+            release(delivery)
+            session.commit()
+            result.add("held_by_open_circuit")
+            continue
+        try:
+            report = report_from_row(delivery.report, ctx.mapping.privacy)
+            prepared.append((delivery, report, build_document(report, _routing_of(delivery), ctx.mapping, delivery.attempt)))
+        except Exception as error:  # bad data in one report must not block the chunk
+            log.exception("delivery failed inside the bridge ref=%s", delivery.external_ref)
+            result.add(_dead(session, ctx, delivery, f"internal error: {error.__class__.__name__}: {error}"[:500]))
+    return prepared
+
+
+@dataclass
+class _InFlight:
+    """A chunk handed to the call process, with the session that claimed it (its outcomes are
+    written there) and when the lease on it is due for renewal."""
+
+    session: Session
+    items: list[tuple[DeliveryRow, Report, DocumentRecord]]
+    renew_at: datetime
+
+
+def _deliver_through_process(ctx: StepContext, result: StepResult) -> StepResult:
+    """``_deliver_batches`` with the creates made by a child process (``call_process``): while
+    it sends one chunk, the step claims and marks the next and then writes the outcomes of the
+    one before, on the other core. Lookups and probes are made here, in order, once nothing
+    is in flight. After any failed call the step hands over one chunk at a time and waits for
+    it, as the inline path sends one call at a time: an outage marks no more than it does."""
+    calls: CallProcess | None = None
+    queue: deque[_InFlight] = deque()
+    opened: set[str] = set()
+    careful = False  # a call has failed: no chunk ahead of the one in flight
+    try:
+        while True:
+            session = ctx.sessions()
+            batch, fresh, half_open = _claim_batch(session, ctx, frozenset(), result)
+            if not batch:
+                session.close()
+                if not queue:
+                    break
+                careful |= _settle_all(ctx, calls, queue, opened, result)
+                continue  # what a failure gave back may be due again
+            if len(fresh) < len(batch):  # lookups and probes: after what is in flight, in order
+                careful |= _settle_all(ctx, calls, queue, opened, result)
+                _send_one_by_one(session, ctx, batch, fresh, half_open, opened, result)
+            prepared = _prepare_chunk(session, ctx, fresh, opened, result)
+            held = _mark_chunk_sending(session, ctx, [delivery for delivery, _, _ in prepared])
+            if len(held) < len(prepared):
+                result.add("lease_lost", len(prepared) - len(held))
+            items = [item for item in prepared if item[0].id in held]
+            if not items:
+                session.close()
+            else:
+                if calls is None:
+                    calls = _start_call_process(ctx)
+                queue.append(_InFlight(session, items, ctx.clock() + ctx.lease / 2))
+                calls.submit(_calls_of(items), _stop_by(ctx, queue[-1].renew_at))
+            while len(queue) > (0 if careful else 1):
+                careful |= _settle(ctx, calls, queue, opened, result)
+    except Exception as error:
+        error.partial_result = result  # type: ignore[attr-defined]  # the run record keeps what went through
+        raise
+    finally:
+        for chunk in queue:  # left *sending* if the step failed: looked up by reference next time
+            chunk.session.close()
+        if calls is not None:
+            calls.close()
+    return result
+
+
+def _start_call_process(ctx: StepContext) -> CallProcess:
+    """Every client is built first, so the child inherits the Connections read through Airflow."""
+    for spec in ctx.mapping.targets:
+        ctx.connectors.target(spec.name)
+    for spec in ctx.mapping.sources:
+        ctx.connectors.source(spec.name)
+    return CallProcess(ctx.connectors)
+
+
+def _calls_of(items: list[tuple[DeliveryRow, Report, DocumentRecord]]) -> list[Call]:
+    return [Call(delivery.target, record, report if report.attachments else None) for delivery, report, record in items]
+
+
+def _stop_by(ctx: StepContext, renew_at: datetime) -> float:
+    """``renew_at`` (the step's clock) on the monotonic clock the child shares."""
+    return time.monotonic() + max(0.0, (renew_at - ctx.clock()).total_seconds())
+
+
+def _settle_all(ctx: StepContext, calls: CallProcess | None, queue: deque[_InFlight], opened: set[str], result: StepResult) -> bool:
+    failed = False
+    while queue:
+        failed |= _settle(ctx, calls, queue, opened, result)
+    return failed
+
+
+def _settle(ctx: StepContext, calls: CallProcess | None, queue: deque[_InFlight], opened: set[str], result: StepResult) -> bool:
+    """Write the outcomes of the oldest chunk in flight. If the child stopped in it (a failure,
+    the lease), the chunks queued behind came back untouched: the rest of each is then sent
+    here, one chunk at a time, in order. True if any call failed."""
+    assert calls is not None  # nothing is queued without it
+    chunk = queue.popleft()
+    answer = calls.collect()
+    failed = _record_answer(ctx, chunk, answer, opened, result)
+    if answer.stopped is None:
+        chunk.session.close()
+        return failed
+    behind = [(later, calls.collect()) for later in list(queue)]  # each answered 'halted', no call made
+    queue.clear()
+    chunk.items = chunk.items[len(answer.receipts) + (answer.stopped == FAILED):]
+    for pending, stopped in [(chunk, answer.stopped), *((later, HALTED) for later, _ in behind)]:
+        failed |= _send_rest(ctx, calls, pending, stopped, opened, result)
+        pending.session.close()
+    return failed
+
+
+def _send_rest(ctx: StepContext, calls: CallProcess, chunk: _InFlight, stopped: str | None, opened: set[str],
+               result: StepResult) -> bool:
+    """Send what is left of a chunk, waiting for each answer; True if a call failed."""
+    failed = False
+    while chunk.items:
+        keep = []
+        for item in chunk.items:
+            if item[0].target in opened:  # the circuit opened: never sent, given back
+                result.add(_hold(chunk.session, ctx, item[0]))
+            else:
+                keep.append(item)
+        chunk.items = keep
+        if not keep:
+            break
+        if stopped == LEASE or ctx.clock() >= chunk.renew_at:
+            left = [delivery for delivery, _, _ in keep]
+            kept = _renew_lease(chunk.session, ctx, left)
+            if len(kept) < len(left):
+                result.add("lease_lost", len(left) - len(kept))
+            chunk.items = [item for item in keep if item[0].id in kept]
+            chunk.renew_at = ctx.clock() + ctx.lease / 2
+            log.info("lease renewed mid-chunk deliveries=%d", len(chunk.items))
+            if not chunk.items:
+                break
+        calls.resume()
+        calls.submit(_calls_of(chunk.items), _stop_by(ctx, chunk.renew_at))
+        answer = calls.collect()
+        failed |= _record_answer(ctx, chunk, answer, opened, result)
+        chunk.items = chunk.items[len(answer.receipts) + (answer.stopped == FAILED):]
+        stopped = answer.stopped
+    return failed
+
+
+def _record_answer(ctx: StepContext, chunk: _InFlight, answer: Answer, opened: set[str], result: StepResult) -> bool:
+    """The successes of an answer, then its failure (the circuit counts in order); True if a call failed."""
+    done = [(delivery, receipt, False) for (delivery, _, _), receipt in zip(chunk.items, answer.receipts)]
+    for _, receipt, _ in done:
+        result.add("delivered" if receipt.created else "already_there")
+    _record_delivered(chunk.session, ctx, done)
+    if answer.stopped != FAILED:
+        return False
+    delivery = chunk.items[len(answer.receipts)][0]
+    error = answer.error if isinstance(answer.error, Exception) else RuntimeError(repr(answer.error))
+    if not isinstance(error, ConnectorError):
+        log.error("the call failed inside the bridge ref=%s\n%s", delivery.external_ref, getattr(error, "child_traceback", ""))
+    outcome = _chunk_failure(chunk.session, ctx, delivery, error)
+    result.add(outcome)
+    if _circuit_update(chunk.session, ctx, delivery, outcome):
+        opened.add(delivery.target)
+    return True
 
 
 def _send_chunk(session: Session, ctx: StepContext, deliveries: list[DeliveryRow], opened: set[str], result: StepResult) -> None:
@@ -132,19 +323,7 @@ def _send_chunk(session: Session, ctx: StepContext, deliveries: list[DeliveryRow
     and at the end. A crash in between leaves sent deliveries *sending*; those are looked up
     by reference before any further attempt: never a second document, at worst one lookup.
     A delivery whose lease is lost before its call keeps the try it was marked with."""
-    prepared: list[tuple[DeliveryRow, Report, DocumentRecord]] = []
-    for delivery in deliveries:
-        if delivery.target in opened:  # its circuit opened earlier in this batch: not even marked
-            release(delivery)
-            session.commit()
-            result.add("held_by_open_circuit")
-            continue
-        try:
-            report = report_from_row(delivery.report, ctx.mapping.privacy)
-            prepared.append((delivery, report, build_document(report, _routing_of(delivery), ctx.mapping, delivery.attempt)))
-        except Exception as error:  # bad data in one report must not block the chunk
-            log.exception("delivery failed inside the bridge ref=%s", delivery.external_ref)
-            result.add(_dead(session, ctx, delivery, f"internal error: {error.__class__.__name__}: {error}"[:500]))
+    prepared = _prepare_chunk(session, ctx, deliveries, opened, result)
     held = _mark_chunk_sending(session, ctx, [delivery for delivery, _, _ in prepared])  # marked, not yet sent
     if len(held) < len(prepared):
         result.add("lease_lost", len(prepared) - len(held))
@@ -174,7 +353,7 @@ def _send_chunk(session: Session, ctx: StepContext, deliveries: list[DeliveryRow
             result.add(_hold(session, ctx, delivery))
             continue
         try:
-            with _spooled_attachments(ctx.connectors.source(report.source), report) as attachments:
+            with spooled_attachments(ctx.connectors.source(report.source), report) as attachments:
                 if not still_held(delivery):  # a long download: the lease is checked again right before the call
                     continue
                 receipt = ctx.connectors.target(delivery.target).create_document(record, attachments)
@@ -313,7 +492,7 @@ def _deliver_one(session: Session, ctx: StepContext, delivery: DeliveryRow, prob
                 return _delivered(session, ctx, delivery, receipt.model_copy(update={"created": False}), recovered=True)
         source = ctx.connectors.source(report.source)
         record = build_document(report, _routing_of(delivery), ctx.mapping, delivery.attempt)
-        with _spooled_attachments(source, report) as attachments:
+        with spooled_attachments(source, report) as attachments:
             if not _mark_sending(session, ctx, delivery):
                 return "lease_lost"  # another worker holds it now: never send without the lease
             sent = True
@@ -461,27 +640,3 @@ def _dead(session: Session, ctx: StepContext, delivery: DeliveryRow, reason: str
     session.commit()
     log.error("dead letter report=%s ref=%s reason=%s", delivery.report.source_id, delivery.external_ref, reason)
     return "dead"
-
-
-@contextmanager
-def _spooled_attachments(source: CitizenSource, report: Report) -> Iterator[list[LocalAttachment]]:
-    """Fetch every attachment into a temporary file (streamed, hashed on the way) for the target."""
-    if not report.attachments:  # most reports: no spool folder to make and remove
-        yield []
-        return
-    with tempfile.TemporaryDirectory(prefix="paht-att-") as folder:
-        files: list[LocalAttachment] = []
-        for index, attachment in enumerate(report.attachments):
-            path = Path(folder) / f"{index:03d}"
-            digest, size = hashlib.sha256(), 0
-            with source.open_attachment(attachment) as chunks, open(path, "wb") as out:
-                for chunk in chunks:
-                    out.write(chunk)
-                    digest.update(chunk)
-                    size += len(chunk)
-            if attachment.sha256 and attachment.sha256 != digest.hexdigest():
-                raise TransientError(f"attachment {attachment.name!r} checksum mismatch", system=source.name,
-                                     operation="open_attachment", ref=report.source_id)
-            files.append(LocalAttachment(name=attachment.name, media_type=attachment.media_type, size=size,
-                                         sha256=digest.hexdigest(), path=path))
-        yield files

@@ -1,0 +1,222 @@
+"""The deliver step's calls in a process of their own, so its ledger work runs beside them.
+
+On a fast back end the bridge's own work per report (claiming, marking *sending*, writing
+outcomes) is a third of a create's time; on one core it adds to it. A thread cannot hide it
+(CPython's GIL: the answer waits for the step's thread, ``bench/NOTES.md``); a forked child
+on the other core can. The child only calls: every decision about the ledger, the lease and
+the circuit stays with the step, which hands it a chunk at a time and reads back what
+happened, in order.
+
+What keeps exactly-once across the boundary:
+- the child is handed only deliveries already recorded *sending* under a live lease;
+- it makes no call past ``stop_by`` (half the lease, on the shared monotonic clock), nor
+  once the step has gone (its pipe closed): a rival can take a delivery over only after
+  its lease has run out;
+- at the first failed call, or a stop for the lease, it stops and answers every chunk
+  queued behind as *halted*, untouched, until the step, having written the outcomes in
+  order, says ``resume``;
+- whatever it sent and the step never read back stays *sending*, and is looked up by
+  reference before any further attempt (DESIGN §4), as after any crash.
+
+The child is forked after the step's clients are built: it inherits the Connections
+already read through Airflow (it never talks to Airflow's supervisor itself), drops the
+HTTP connections it inherited (``connectors.http``), never touches the ledger, and hands
+its log records back to the step, which logs them through its own handlers (and masker).
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import pickle
+import signal
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from multiprocessing import Pipe
+from multiprocessing.connection import Connection
+from typing import Any
+
+from paht_bridge.connectors.spool import spooled_attachments
+from paht_bridge.mappings.canonical import DocumentReceipt, DocumentRecord, Report
+
+log = logging.getLogger("paht_bridge.steps")
+
+#: A chunk's answer ends early for one of these (``None``: every call was made).
+FAILED, LEASE, HALTED = "failed", "lease", "halted"
+_RESUME = "resume"
+
+
+class CallProcessDied(RuntimeError):
+    """The call process ended mid-chunk: what it sent stays *sending*, looked up next time."""
+
+
+@dataclass(frozen=True)
+class Call:
+    """One create, as the child needs it: ``report`` only when attachments are to be fetched."""
+
+    target: str
+    record: DocumentRecord
+    report: Report | None = None
+
+
+@dataclass
+class Answer:
+    """What became of a chunk: ``receipts`` for its first calls, in order; then, if ``stopped``,
+    the call at ``len(receipts)`` failed with ``error`` (FAILED) or was never made."""
+
+    receipts: list[DocumentReceipt]
+    stopped: str | None = None
+    error: BaseException | None = None
+    logs: list[dict[str, Any]] = field(default_factory=list)
+
+
+class CallProcess:
+    """A forked child making one deployment's creates, a chunk at a time, in the order given."""
+
+    def __init__(self, connectors: Any) -> None:
+        self._ours, theirs = Pipe()
+        self._parent = os.getpid()
+        self.pid = os.fork()
+        if self.pid == 0:  # the child: never returns
+            code = 1
+            try:
+                self._ours.close()
+                _serve(theirs, connectors, self._parent)
+                code = 0
+            finally:
+                os._exit(code)  # no finalizer of the parent's objects (DB connections, sockets) may run here
+        theirs.close()
+        self._queued = 0
+        log.info("calls go through a process of their own pid=%s", self.pid)
+
+    def submit(self, calls: Sequence[Call], stop_by: float) -> None:
+        """Queue a chunk: made in order after those queued before, none after ``stop_by`` (``time.monotonic``)."""
+        self._send((list(calls), stop_by))
+        self._queued += 1
+
+    def resume(self) -> None:
+        """After a stop: the chunks submitted from now on are made again."""
+        self._send(_RESUME)
+
+    def collect(self) -> Answer:
+        """The answer to the oldest queued chunk (waits for it); its log records are logged here."""
+        try:
+            answer: Answer = self._ours.recv()
+        except (EOFError, OSError) as error:
+            raise CallProcessDied(f"the call process (pid {self.pid}) ended mid-chunk: {error.__class__.__name__}") from error
+        self._queued -= 1
+        for entry in answer.logs:
+            logging.getLogger(entry["name"]).handle(logging.makeLogRecord(entry))
+        answer.logs = []
+        return answer
+
+    @property
+    def queued(self) -> int:
+        return self._queued
+
+    def close(self, wait: float = 30.0) -> None:
+        """Stop the child once it has finished what it is making; killed if it takes longer than ``wait``."""
+        try:
+            self._ours.send(None)
+        except OSError:
+            pass
+        self._ours.close()
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            pid, _ = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                return
+            time.sleep(0.005)
+        log.error("the call process did not stop within %ss; killed pid=%s", wait, self.pid)
+        os.kill(self.pid, signal.SIGKILL)
+        os.waitpid(self.pid, 0)
+
+    def _send(self, message: Any) -> None:
+        try:
+            self._ours.send(message)
+        except OSError as error:
+            raise CallProcessDied(f"the call process (pid {self.pid}) is gone: {error.__class__.__name__}") from error
+
+
+def _serve(conn: Connection, connectors: Any, parent: int) -> None:
+    """The child's loop: one answer per chunk, in order; halted after a failure or a stop until resumed."""
+    gc.freeze()  # the parent's objects are never collected (nor finalized) here: only what the calls make
+    records = _capture_logs()
+    halted = False
+    while (message := conn.recv()) is not None:
+        if message == _RESUME:
+            halted = False
+            continue
+        calls, stop_by = message
+        answer = Answer(receipts=[], stopped=HALTED) if halted else _make(calls, stop_by, connectors, parent)
+        halted = answer.stopped is not None
+        answer.logs, records[:] = list(records), []
+        conn.send(answer)
+
+
+def _make(calls: list[Call], stop_by: float, connectors: Any, parent: int) -> Answer:
+    answer = Answer(receipts=[])
+    for call in calls:
+        if time.monotonic() >= stop_by or os.getppid() != parent:  # past half the lease, or the step is gone
+            answer.stopped = LEASE
+            return answer
+        try:
+            source = connectors.source(call.report.source) if call.report is not None else None
+            with spooled_attachments(source, call.report) if source is not None else _no_attachments() as attachments:
+                if attachments and time.monotonic() >= stop_by:  # a long download: checked again right before the call
+                    answer.stopped = LEASE
+                    return answer
+                answer.receipts.append(connectors.target(call.target).create_document(call.record, attachments))
+        except Exception as error:  # noqa: BLE001 - the step decides by its type, as for a call of its own
+            answer.stopped, answer.error = FAILED, _sendable(error)
+            return answer
+    return answer
+
+
+class _no_attachments:  # noqa: N801 - a context manager that yields no files
+    def __enter__(self) -> list:
+        return []
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _sendable(error: Exception) -> BaseException:
+    """The error as raised if it pickles (ours do), else a RuntimeError naming it; either way
+    with its traceback as text, for the step's log."""
+    error.child_traceback = "".join(traceback.format_exception(error))  # type: ignore[attr-defined]
+    try:
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:  # noqa: BLE001 - any error of a library that does not pickle
+        plain = RuntimeError(f"{error.__class__.__name__}: {error}")
+        plain.child_traceback = error.child_traceback  # type: ignore[attr-defined]
+        return plain
+
+
+_RECORD_FIELDS = ("name", "levelno", "levelname", "pathname", "filename", "module", "lineno", "funcName", "created", "msecs",
+                  "relativeCreated", "thread", "threadName", "process", "processName", "exc_text", "stack_info")
+
+
+def _capture_logs() -> list[dict[str, Any]]:
+    """Route every log record of the child into a list the answers carry back to the step: the
+    child must not write to the task's log channel beside the step."""
+    records: list[dict[str, Any]] = []
+
+    class _Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            entry = {key: getattr(record, key, None) for key in _RECORD_FIELDS}
+            entry["msg"] = record.getMessage()
+            if record.exc_info:
+                entry["exc_text"] = "".join(traceback.format_exception(*record.exc_info))
+            records.append(entry)
+
+    for logger in logging.root.manager.loggerDict.values():
+        if isinstance(logger, logging.Logger):
+            logger.handlers, logger.propagate = [], True
+    logging.getLogger().handlers = []
+    logging.getLogger().addHandler(_Keep())
+    return records

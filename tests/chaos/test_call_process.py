@@ -1,0 +1,173 @@
+"""The deliver step with its creates made by a child process (``call_process``, on in every
+task): the same guarantees as inline, across the process boundary (DESIGN §4).
+
+Real stand-ins, real fork; the chaos layer injects the faults. The slow tests of the inline
+path that move the step's clock from inside a call cannot drive a child (its clock is a
+copy), so the lease is tested here on real time: a one-second lease and slow answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import func, select
+
+from paht_bridge.connectors.errors import AmbiguousError, MalformedResponse, TransientError
+from paht_bridge.ledger.db import sessions
+from paht_bridge.ledger.models import DeliveryRow, EventRow
+from paht_bridge.ledger.steps import deliver
+from paht_bridge.ledger.steps.call_process import CallProcessDied
+from paht_bridge.sandbox.backlog import load_backlog
+from paht_bridge.sandbox.stack import SandboxStack
+from tests.chaos.harness import MovableClock, contexts, deliver_round, exactly_once, ingest_all, undelivered
+
+pytestmark = pytest.mark.chaos
+
+
+@pytest.fixture
+def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[SandboxStack]:
+    stack = SandboxStack(seed_reports=False)
+    urls = stack.start()
+    for key, value in urls.connection_env(timeout=0.5, citizen_timeout=30).items():
+        monkeypatch.setenv(key, value)
+    for chaos in stack.chaos.values():
+        chaos.configure(stall_seconds=1.0, seed=20261207)
+    yield stack
+    stack.stop()
+
+
+def test_connector_errors_cross_a_pipe_as_raised() -> None:
+    for cls in (TransientError, AmbiguousError, MalformedResponse):
+        error = cls("HTTP 503: busy", system="tdoffice_dienbien", operation="create_document", ref="PAHT-1")
+        error.child_traceback = "Traceback ..."
+        back = pickle.loads(pickle.dumps(error))
+        assert type(back) is cls and str(back) == str(error)
+        assert (back.system, back.operation, back.ref, back.child_traceback) == ("tdoffice_dienbien", "create_document", "PAHT-1",
+                                                                                "Traceback ...")
+
+
+def test_the_calls_run_in_a_child_and_every_report_arrives_once_with_its_attachments(
+        stack: SandboxStack, ledger_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    load_backlog(stack, 60, with_attachments=True)
+    ingest_all(ledger_url)
+    caplog.set_level(logging.INFO)
+    totals: dict[str, int] = {}
+    for ctx in contexts(ledger_url, "in-a-child", batch_size=7, call_process=True):
+        for key, value in deliver(ctx).counts.items():
+            totals[key] = totals.get(key, 0) + value
+    figures = exactly_once(stack, ledger_url)
+    assert totals == {"delivered": 60} and figures["documents"] == 60, (totals, figures)
+    assert figures["duplicated"] == 0 and figures["create_requests_seen_by_targets"] == 60, figures
+    # The connectors' own records of each create (REST "document sent", SOAP "edxml.send")
+    # came back from the child and were logged here.
+    sent = [r for r in caplog.records if r.getMessage().startswith(("document sent", "edxml.send"))]
+    assert len(sent) == 60 and {r.process for r in sent} - {os.getpid()}, {r.process for r in sent}
+    assert not any(r.process == os.getpid() for r in sent)
+
+
+@pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
+def test_error_and_stall_rates_through_a_child_deliver_everything_once(stack: SandboxStack, ledger_url: str) -> None:
+    """30 % errors and 10 % timeouts after commit: the child stops at each failure, the step
+    writes it in order and hands the rest over again; nothing is lost or sent twice."""
+    load_backlog(stack, 120, with_attachments=False)
+    ingest_all(ledger_url)
+    for target in ("qoffice_quangtri", "tdoffice_dienbien"):
+        stack.chaos[target].configure(error_rate=0.3, timeout_after_commit_rate=0.1)
+    clock = MovableClock()
+    rounds = 0
+    while undelivered(ledger_url) and rounds < 60:
+        deliver_round(ledger_url, f"round-{rounds}", clock, call_process=True, max_tries=40)
+        clock.advance(3600)
+        rounds += 1
+    figures = exactly_once(stack, ledger_url)
+    assert figures["not_delivered_in_ledger"] == 0 and figures["missing"] == 0, figures
+    assert figures["duplicated"] == 0 and figures["extra"] == 0, figures
+    for name in ("qoffice_quangtri", "tdoffice_dienbien"):
+        assert stack.chaos[name].counts["errors"] > 0 and stack.chaos[name].counts["stalls"] > 0
+    assert figures["documents"] <= figures["create_requests_seen_by_targets"] <= figures["sending_events"], figures
+
+
+@pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
+def test_a_back_end_down_is_not_hammered_through_a_child(stack: SandboxStack, ledger_url: str) -> None:
+    """As inline: ten failures open the circuit, then one probe per cool-down."""
+    load_backlog(stack, 40)
+    ingest_all(ledger_url)
+    stack.take_down("tdoffice_dienbien")
+    clock = MovableClock()
+    delivered = 0
+    for minute in range(0, 60, 5):
+        delivered += deliver_round(ledger_url, f"outage-{minute}", clock, call_process=True, circuit_cooldown_seconds=600).get("delivered", 0)
+        clock.advance(300)
+    with sessions(ledger_url)() as session:
+        attempts = session.scalar(select(func.count(EventRow.id)).where(
+            EventRow.kind == "sending", EventRow.detail["target"].as_string() == "tdoffice_dienbien"))
+        dead = session.scalar(select(func.count(DeliveryRow.id)).where(DeliveryRow.state == "dead"))
+    assert dead == 0 and delivered == 20
+    assert attempts <= 10 + 6, attempts
+    stack.bring_back("tdoffice_dienbien")
+    for _ in range(4):
+        clock.advance(900)
+        deliver_round(ledger_url, "recovered", clock, call_process=True, circuit_cooldown_seconds=600)
+    figures = exactly_once(stack, ledger_url)
+    assert figures["not_delivered_in_ledger"] == 0 and figures["duplicated"] == 0, figures
+
+
+@pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
+def test_a_chunk_longer_than_half_the_lease_is_renewed_before_its_next_call(
+        stack: SandboxStack, ledger_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A one-second lease and 0.1 s per create: the child stops at half the lease, the step
+    renews the lease on the rest and hands it over again; no call is made past it."""
+    load_backlog(stack, 24, with_attachments=False)
+    ingest_all(ledger_url)
+    stack.chaos["qoffice_quangtri"].configure(latency=0.1)
+    caplog.set_level(logging.INFO)
+    ctx = next(c for c in contexts(ledger_url, "slow", lease_seconds=1.0, batch_size=12, call_process=True)
+               if c.mapping.deployment == "quang_tri")
+    counts = deliver(ctx).counts
+    assert counts == {"delivered": 12}, counts
+    assert any(r.getMessage().startswith("lease renewed mid-chunk") for r in caplog.records)
+    with sessions(ledger_url)() as session:
+        tries = session.scalars(select(DeliveryRow.tries).where(DeliveryRow.target == "qoffice_quangtri")).all()
+    assert sorted(tries) == [1] * 12  # renewed, never given up and taken again
+
+
+@pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
+def test_a_child_killed_mid_chunk_fails_the_step_and_the_next_run_finds_what_it_sent(
+        stack: SandboxStack, ledger_url: str) -> None:
+    """The child dies right after its fourth create: the step fails with a clear error, the
+    chunk stays *sending*, and the next run looks each up by reference: one document each."""
+    load_backlog(stack, 20, with_attachments=False)
+    ingest_all(ledger_url)
+    ctx = next(c for c in contexts(ledger_url, "doomed", lease_seconds=0.5, batch_size=10, call_process=True)
+               if c.mapping.deployment == "dien_bien")
+    target = ctx.connectors.target("tdoffice_dienbien")
+    parent, created = os.getpid(), []
+    real_create = target.create_document
+
+    def create_then_die(record, attachments):  # noqa: ANN001, ANN202
+        receipt = real_create(record, attachments)
+        created.append(record.external_ref)
+        if os.getpid() != parent and len(created) == 4:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return receipt
+
+    target.create_document = create_then_die  # the child is forked with it
+    with pytest.raises(CallProcessDied, match="ended mid-chunk"):
+        deliver(ctx)
+    del target.create_document
+    with sessions(ledger_url)() as session:
+        sending = session.scalar(select(func.count(DeliveryRow.id)).where(DeliveryRow.state == "sending"))
+    assert sending >= 4  # what the child sent, and what was marked with it, waits for a lookup
+    time.sleep(0.6)  # the lease runs out
+    deliver_round(ledger_url, "after", call_process=True)
+    figures = exactly_once(stack, ledger_url)
+    assert figures["not_delivered_in_ledger"] == 0 and figures["duplicated"] == 0 and figures["documents"] == 20, figures
+    with sessions(ledger_url)() as session:
+        looked_up = session.scalars(select(EventRow.detail).where(EventRow.kind == "delivered")).all()
+    assert sum(1 for d in looked_up if d["recovered_by_lookup"]) == 4
