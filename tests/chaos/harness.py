@@ -104,7 +104,7 @@ def exactly_once(stack: SandboxStack, url: str) -> dict[str, int]:
 REPO = Path(__file__).resolve().parents[2]
 
 
-def kill_trials(url: str, trials: int, seed: int, lease_seconds: float = 0.3) -> dict[str, int]:
+def kill_trials(url: str, trials: int, seed: int, lease_seconds: float = 0.3, call_process: bool = False) -> dict[str, int]:
     """Start a deliver worker, kill -9 it at a random moment, repeat; then let one finish.
 
     Each worker holds its claims for ``lease_seconds``; the next one takes over what a killed
@@ -112,7 +112,7 @@ def kill_trials(url: str, trials: int, seed: int, lease_seconds: float = 0.3) ->
     rng = Random(seed)
     killed = killed_while_sending = 0
     for _ in range(trials):
-        worker = subprocess.Popen([sys.executable, "-m", "tests.chaos.worker", url, str(lease_seconds)], cwd=REPO,
+        worker = subprocess.Popen([sys.executable, "-m", "tests.chaos.worker", url, str(lease_seconds), "call-process" if call_process else "inline"], cwd=REPO,
                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         worker.stdout.readline()  # READY: imports done, about to claim work
         time.sleep(rng.uniform(0.0, 2.0))  # the first claim comes about a second after READY
@@ -126,6 +126,6 @@ def kill_trials(url: str, trials: int, seed: int, lease_seconds: float = 0.3) ->
         time.sleep(lease_seconds + 0.05)  # the dead worker's leases run out
     rounds = 0
     while undelivered(url) and rounds < 10:
-        deliver_round(url, "after-the-kills", lease_seconds=lease_seconds)
+        deliver_round(url, "after-the-kills", lease_seconds=lease_seconds, call_process=call_process)
         rounds += 1
     return {"trials": trials, "killed": killed, "killed_while_sending": killed_while_sending}

@@ -231,7 +231,9 @@ def test_shuffled_and_repeated_status_updates_end_at_the_true_latest(ledger_url:
     assert not wrong, list(wrong.items())[:5]
 
 
-def test_killing_the_worker_at_random_points_loses_and_duplicates_nothing(stack: SandboxStack, tmp_path) -> None:
+@pytest.mark.parametrize("call_process", [False, True], ids=["inline", "call-process"])
+def test_killing_the_worker_at_random_points_loses_and_duplicates_nothing(stack: SandboxStack, tmp_path, call_process: bool) -> None:
+    """kill -9 of the worker; with a call process, its orphaned child makes no call past half the lease."""
     from paht_bridge.ledger.db import migrate
     from tests.chaos.harness import kill_trials
 
@@ -242,7 +244,7 @@ def test_killing_the_worker_at_random_points_loses_and_duplicates_nothing(stack:
     ingest_all(url)
     for target in ("qoffice_quangtri", "tdoffice_dienbien"):
         stack.chaos[target].configure(latency=0.03)  # so a kill often lands mid-call
-    outcome = kill_trials(url, trials, seed=91)
+    outcome = kill_trials(url, trials, seed=91, call_process=call_process)
     figures = exactly_once(stack, url)
     assert outcome["killed"] >= trials * 0.8, outcome  # the kills really happened mid-run
     assert outcome["killed_while_sending"] >= 1, outcome  # and some between 'sending' and its outcome
