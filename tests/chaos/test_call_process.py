@@ -171,3 +171,33 @@ def test_a_child_killed_mid_chunk_fails_the_step_and_the_next_run_finds_what_it_
     with sessions(ledger_url)() as session:
         looked_up = session.scalars(select(EventRow.detail).where(EventRow.kind == "delivered")).all()
     assert sum(1 for d in looked_up if d["recovered_by_lookup"]) == 4
+
+
+@pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
+def test_ingest_reading_ahead_in_a_child_takes_every_page_once_and_fails_with_the_apps_own_error(
+        stack: SandboxStack, ledger_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Pages are read in a child and stored here. A citizen app that is down fails the run
+    with the connector's own typed error, raised in the child, after the other app's pages
+    are stored; once it is back, the next run takes the rest: every report once."""
+    from paht_bridge.connectors.errors import TransientError
+    from paht_bridge.ledger.models import ReportRow
+    from paht_bridge.ledger.steps import ingest
+
+    load_backlog(stack, 450, with_attachments=False)
+    stack.take_down("dienbien_smart")
+    caplog.set_level(logging.INFO)
+    by_name = {c.mapping.deployment: c for c in contexts(ledger_url, "ingest", call_process=True)}
+    quang_tri, dien_bien = by_name["quang_tri"], by_name["dien_bien"]
+    assert ingest(quang_tri).counts["received"] > 100  # several pages
+    with pytest.raises(TransientError, match="dienbien_smart.*connection failed|dienbien_smart.*could not connect") as raised:
+        ingest(dien_bien)
+    assert "Traceback" in raised.value.child_traceback  # it was raised over there
+    stack.bring_back("dienbien_smart")
+    ingest(dien_bien)
+    with sessions(ledger_url)() as session:
+        stored = session.scalar(select(func.count(ReportRow.id)))
+        distinct = session.scalar(select(func.count(func.distinct(ReportRow.source_id))))
+    assert stored == distinct == 450
+    pages = [r for r in caplog.records if r.getMessage().startswith("feed page")]
+    assert len(pages) >= 5 and all(r.process == os.getpid() for r in pages)  # stored here, read there:
+    assert any(r.name.startswith("paht_bridge.connectors") and r.process != os.getpid() for r in caplog.records)

@@ -18,28 +18,23 @@ What keeps exactly-once across the boundary:
 - whatever it sent and the step never read back stays *sending*, and is looked up by
   reference before any further attempt (DESIGN §4), as after any crash.
 
-The child is forked after the step's clients are built: it inherits the Connections
-already read through Airflow (it never talks to Airflow's supervisor itself), drops the
-HTTP connections it inherited (``connectors.http``), never touches the ledger, and hands
-its log records back to the step, which logs them through its own handlers (and masker).
+The child is forked after the step's clients are built (``steps.forked``: what it inherits
+and what it must not do).
 """
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
-import pickle
-import signal
 import time
-import traceback
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from multiprocessing import Pipe
 from multiprocessing.connection import Connection
 from typing import Any
 
 from paht_bridge.connectors.spool import spooled_attachments
+from paht_bridge.ledger.steps import forked
 from paht_bridge.mappings.canonical import DocumentReceipt, DocumentRecord, Report
 
 log = logging.getLogger("paht_bridge.steps")
@@ -77,18 +72,8 @@ class CallProcess:
     """A forked child making one deployment's creates, a chunk at a time, in the order given."""
 
     def __init__(self, connectors: Any) -> None:
-        self._ours, theirs = Pipe()
-        self._parent = os.getpid()
-        self.pid = os.fork()
-        if self.pid == 0:  # the child: never returns
-            code = 1
-            try:
-                self._ours.close()
-                _serve(theirs, connectors, self._parent)
-                code = 0
-            finally:
-                os._exit(code)  # no finalizer of the parent's objects (DB connections, sockets) may run here
-        theirs.close()
+        parent = os.getpid()
+        self.pid, self._ours = forked.start(lambda conn, records: _serve(conn, records, connectors, parent))
         self._queued = 0
         log.info("calls go through a process of their own pid=%s", self.pid)
 
@@ -108,8 +93,7 @@ class CallProcess:
         except (EOFError, OSError) as error:
             raise CallProcessDied(f"the call process (pid {self.pid}) ended mid-chunk: {error.__class__.__name__}") from error
         self._queued -= 1
-        for entry in answer.logs:
-            logging.getLogger(entry["name"]).handle(logging.makeLogRecord(entry))
+        forked.relog(answer.logs)
         answer.logs = []
         return answer
 
@@ -119,20 +103,7 @@ class CallProcess:
 
     def close(self, wait: float = 30.0) -> None:
         """Stop the child once it has finished what it is making; killed if it takes longer than ``wait``."""
-        try:
-            self._ours.send(None)
-        except OSError:
-            pass
-        self._ours.close()
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            pid, _ = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                return
-            time.sleep(0.005)
-        log.error("the call process did not stop within %ss; killed pid=%s", wait, self.pid)
-        os.kill(self.pid, signal.SIGKILL)
-        os.waitpid(self.pid, 0)
+        forked.stop(self.pid, self._ours, wait)
 
     def _send(self, message: Any) -> None:
         try:
@@ -141,10 +112,8 @@ class CallProcess:
             raise CallProcessDied(f"the call process (pid {self.pid}) is gone: {error.__class__.__name__}") from error
 
 
-def _serve(conn: Connection, connectors: Any, parent: int) -> None:
+def _serve(conn: Connection, records: list[dict[str, Any]], connectors: Any, parent: int) -> None:
     """The child's loop: one answer per chunk, in order; halted after a failure or a stop until resumed."""
-    gc.freeze()  # the parent's objects are never collected (nor finalized) here: only what the calls make
-    records = _capture_logs()
     halted = False
     while (message := conn.recv()) is not None:
         if message == _RESUME:
@@ -153,7 +122,7 @@ def _serve(conn: Connection, connectors: Any, parent: int) -> None:
         calls, stop_by = message
         answer = Answer(receipts=[], stopped=HALTED) if halted else _make(calls, stop_by, connectors, parent)
         halted = answer.stopped is not None
-        answer.logs, records[:] = list(records), []
+        answer.logs = forked.taken(records)
         conn.send(answer)
 
 
@@ -165,58 +134,12 @@ def _make(calls: list[Call], stop_by: float, connectors: Any, parent: int) -> An
             return answer
         try:
             source = connectors.source(call.report.source) if call.report is not None else None
-            with spooled_attachments(source, call.report) if source is not None else _no_attachments() as attachments:
+            with spooled_attachments(source, call.report) if source is not None else nullcontext([]) as attachments:
                 if attachments and time.monotonic() >= stop_by:  # a long download: checked again right before the call
                     answer.stopped = LEASE
                     return answer
                 answer.receipts.append(connectors.target(call.target).create_document(call.record, attachments))
         except Exception as error:  # noqa: BLE001 - the step decides by its type, as for a call of its own
-            answer.stopped, answer.error = FAILED, _sendable(error)
+            answer.stopped, answer.error = FAILED, forked.sendable(error)
             return answer
     return answer
-
-
-class _no_attachments:  # noqa: N801 - a context manager that yields no files
-    def __enter__(self) -> list:
-        return []
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-def _sendable(error: Exception) -> BaseException:
-    """The error as raised if it pickles (ours do), else a RuntimeError naming it; either way
-    with its traceback as text, for the step's log."""
-    error.child_traceback = "".join(traceback.format_exception(error))  # type: ignore[attr-defined]
-    try:
-        pickle.loads(pickle.dumps(error))
-        return error
-    except Exception:  # noqa: BLE001 - any error of a library that does not pickle
-        plain = RuntimeError(f"{error.__class__.__name__}: {error}")
-        plain.child_traceback = error.child_traceback  # type: ignore[attr-defined]
-        return plain
-
-
-_RECORD_FIELDS = ("name", "levelno", "levelname", "pathname", "filename", "module", "lineno", "funcName", "created", "msecs",
-                  "relativeCreated", "thread", "threadName", "process", "processName", "exc_text", "stack_info")
-
-
-def _capture_logs() -> list[dict[str, Any]]:
-    """Route every log record of the child into a list the answers carry back to the step: the
-    child must not write to the task's log channel beside the step."""
-    records: list[dict[str, Any]] = []
-
-    class _Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            entry = {key: getattr(record, key, None) for key in _RECORD_FIELDS}
-            entry["msg"] = record.getMessage()
-            if record.exc_info:
-                entry["exc_text"] = "".join(traceback.format_exception(*record.exc_info))
-            records.append(entry)
-
-    for logger in logging.root.manager.loggerDict.values():
-        if isinstance(logger, logging.Logger):
-            logger.handlers, logger.propagate = [], True
-    logging.getLogger().handlers = []
-    logging.getLogger().addHandler(_Keep())
-    return records

@@ -13,6 +13,8 @@ earlier one's.
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,9 +28,10 @@ from paht_bridge.ledger.steps.context import StepContext, StepResult, log, repor
 from paht_bridge.ledger.steps.status import active_delivery, refresh_status
 from paht_bridge.connectors.errors import ConnectorError
 from paht_bridge.ledger.steps.feed import consume_feed
+from paht_bridge.ledger.steps.read_ahead import read_ahead
 from paht_bridge.ledger.store import EventBatch, record_event
 from paht_bridge.mappings.admin_units import ResolvedUnits, resolve_units
-from paht_bridge.mappings.canonical import CanonicalStatus, Report, Routing, vietnam_now
+from paht_bridge.mappings.canonical import CanonicalStatus, Page, Report, Routing, vietnam_now
 from paht_bridge.mappings.transforms import MappingProblem, external_ref, routes
 from paht_bridge.privacy import mask_phones
 
@@ -52,8 +55,13 @@ def ingest(ctx: StepContext) -> StepResult:
 
 def _ingest_source(ctx: StepContext, name: str, page_size: int, result: StepResult) -> None:
     client = ctx.connectors.source(name)
-    consume_feed(ctx, f"{name}:reports", lambda cursor: client.reports_since(cursor, page_size=page_size),
-                 lambda session, reports: take_page(session, ctx, reports), result, feed="reports")
+
+    def pages(cursor: str | None) -> Iterator[Page[Report]]:
+        if ctx.call_process and hasattr(os, "fork"):  # the next page is read while this one is stored
+            return read_ahead(lambda: client.reports_since(cursor, page_size=page_size))
+        return client.reports_since(cursor, page_size=page_size)
+
+    consume_feed(ctx, f"{name}:reports", pages, lambda session, reports: take_page(session, ctx, reports), result, feed="reports")
 
 
 def take_in(session: Session, ctx: StepContext, report: Report) -> str:
