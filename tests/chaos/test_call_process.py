@@ -201,3 +201,19 @@ def test_ingest_reading_ahead_in_a_child_takes_every_page_once_and_fails_with_th
     pages = [r for r in caplog.records if r.getMessage().startswith("feed page")]
     assert len(pages) >= 5 and all(r.process == os.getpid() for r in pages)  # stored here, read there:
     assert any(r.name.startswith("paht_bridge.connectors") and r.process != os.getpid() for r in caplog.records)
+
+
+@pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
+def test_several_senders_per_target_stay_threads_without_a_call_process(
+        stack: SandboxStack, ledger_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """``send_concurrency`` above 1 is for a slow back end: threads waiting on it. Forking a
+    call process from each would fork a threaded process; none is started."""
+    load_backlog(stack, 30, with_attachments=False)
+    ingest_all(ledger_url)
+    caplog.set_level(logging.INFO)
+    totals = 0
+    for ctx in contexts(ledger_url, "senders", batch_size=5, call_process=True, send_concurrency=3):
+        totals += deliver(ctx).counts.get("delivered", 0)
+    assert totals == 30 and exactly_once(stack, ledger_url)["duplicated"] == 0
+    assert not any(r.getMessage().startswith("calls go through a process") for r in caplog.records)
+    assert {r.process for r in caplog.records if r.getMessage().startswith(("document sent", "edxml.send"))} == {os.getpid()}

@@ -46,15 +46,17 @@ _WRITE_STATUS = update(_REPORTS).where(_REPORTS.c.id == bindparam("report_id")).
 def deliver(ctx: StepContext) -> StepResult:
     """Send every due delivery. A target with ``send_concurrency`` above 1 gets that many
     senders at once (threads, each claiming its own batches under its own lease), so a back
-    end that answers slowly is not waited on one call at a time."""
+    end that answers slowly is not waited on one call at a time. Otherwise, with
+    ``call_process``, the creates are made by a child process beside the ledger work."""
     if all(t.send_concurrency == 1 for t in ctx.mapping.targets):
         return _deliver_batches(ctx, StepResult(deployment=ctx.mapping.deployment, step="deliver"))
     names = [t.name for t in ctx.mapping.targets]
     senders = [(t.name, n) for t in ctx.mapping.targets for n in range(t.send_concurrency)]
     batch = _shares(ctx)
+    # Threads that wait on a slow back end: no call process (one per thread would fork a threaded process).
     with ThreadPoolExecutor(max_workers=len(senders), thread_name_prefix="paht-deliver") as pool:
         parts = list(pool.map(lambda sender: _deliver_batches(
-            replace(ctx, worker=f"{ctx.worker}-{sender[0]}-{sender[1]}", batch_size=batch[sender[0]]),
+            replace(ctx, worker=f"{ctx.worker}-{sender[0]}-{sender[1]}", batch_size=batch[sender[0]], call_process=False),
             StepResult(deployment=ctx.mapping.deployment, step="deliver"),
             others=frozenset(n for n in names if n != sender[0])), senders))
     result = StepResult(deployment=ctx.mapping.deployment, step="deliver")
@@ -80,7 +82,7 @@ def _shares(ctx: StepContext) -> dict[str, int]:
 
 def _deliver_batches(ctx: StepContext, result: StepResult, others: frozenset[str] = frozenset()) -> StepResult:
     """Claim and send batches until nothing is due; ``others``: targets this sender leaves alone."""
-    if ctx.call_process and not others and hasattr(os, "fork"):
+    if ctx.call_process and hasattr(os, "fork"):
         return _deliver_through_process(ctx, result)
     while True:
         with ctx.sessions() as session:
@@ -176,10 +178,14 @@ def _deliver_through_process(ctx: StepContext, result: StepResult) -> StepResult
     queue: deque[_InFlight] = deque()
     opened: set[str] = set()
     careful = False  # a call has failed: no chunk ahead of the one in flight
+    healthy: set[str] | None = None  # one for the step: a failure in chunk k is known to chunk k+1's session
     try:
         while True:
             session = ctx.sessions()
             batch, fresh, half_open = _claim_batch(session, ctx, frozenset(), result)
+            if batch:
+                healthy = session.info[_HEALTHY] if healthy is None else healthy
+                session.info[_HEALTHY] = healthy
             if not batch:
                 session.close()
                 if not queue:
