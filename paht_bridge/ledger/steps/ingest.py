@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Table, select, update
@@ -56,17 +56,12 @@ def ingest(ctx: StepContext) -> StepResult:
 def _ingest_source(ctx: StepContext, name: str, page_size: int, result: StepResult) -> None:
     client = ctx.connectors.source(name)
 
-    if ctx.call_process and hasattr(os, "fork"):
-        # The next page is read, and its new reports' rows and routes worked out, while this one is stored.
-        def pages(cursor: str | None) -> Iterator[Page[tuple[Report, Worked]]]:
-            return read_ahead(lambda: client.reports_since(cursor, page_size=page_size),
-                              lambda reports: [(report, work_out(ctx, report)) for report in reports])
+    def pages(cursor: str | None) -> Iterator[Page[Report]]:
+        if ctx.call_process and hasattr(os, "fork"):  # the next page is read while this one is stored
+            return read_ahead(lambda: client.reports_since(cursor, page_size=page_size))
+        return client.reports_since(cursor, page_size=page_size)
 
-        consume_feed(ctx, f"{name}:reports", pages, lambda session, items: take_page(
-            session, ctx, [report for report, _ in items], [worked for _, worked in items]), result, feed="reports")
-        return
-    consume_feed(ctx, f"{name}:reports", lambda cursor: client.reports_since(cursor, page_size=page_size),
-                 lambda session, reports: take_page(session, ctx, reports), result, feed="reports")
+    consume_feed(ctx, f"{name}:reports", pages, lambda session, reports: take_page(session, ctx, reports), result, feed="reports")
 
 
 def take_in(session: Session, ctx: StepContext, report: Report) -> str:
@@ -75,51 +70,21 @@ def take_in(session: Session, ctx: StepContext, report: Report) -> str:
 
 
 @dataclass
-class Worked:
-    """A report's row and routes, worked out from the report and the mapping alone (no ledger):
-    for a new report, by ingest's page reader in its own process while the page before is stored."""
-
-    units: ResolvedUnits
-    row: dict[str, Any]  # the ``reports`` row of a new report
-    routings: list[Routing]
-    problem: str | None = None  # why it cannot be routed (IOC review)
-
-
-def work_out(ctx: StepContext, report: Report) -> Worked:
-    units = resolve_units(report.location.unit)
-    row = _new_row(ctx, report, units)
-    try:
-        return Worked(units, row, routes(report, units, ctx.mapping))
-    except MappingProblem as problem:
-        return Worked(units, row, [], str(problem))
-
-
-@dataclass
 class _Fresh:
     """A report first seen on this page: the row to insert, and what it is routed by."""
 
     index: int  # its place in the page's outcomes
     report: Report  # as first seen on the page: what it is routed by
-    worked: Worked  # its row (the newest version on the page) and routes
+    units: ResolvedUnits
+    row: dict[str, Any]  # the ``reports`` row to insert: the newest version on the page
     changed: bool = False  # changed further down the same page
+    routings: list[Routing] = field(default_factory=list)
     id: int = 0
 
-    @property
-    def units(self) -> ResolvedUnits:
-        return self.worked.units
 
-    @property
-    def row(self) -> dict[str, Any]:
-        return self.worked.row
-
-    @property
-    def routings(self) -> list[Routing]:
-        return self.worked.routings
-
-
-def take_page(session: Session, ctx: StepContext, reports: list[Report], worked: list[Worked] | None = None) -> list[str]:
+def take_page(session: Session, ctx: StepContext, reports: list[Report]) -> list[str]:
     """Store a page of reports, each new, changed or a repeat; route the new ones. Returns what
-    happened to each, in order (``worked``: each report's ``work_out``, if done already).
+    happened to each, in order.
 
     The ledger is asked once for the page's reports it already holds; the new reports and
     their deliveries go in as plain executemany INSERTs (no unit of work to track them: nothing
@@ -129,7 +94,7 @@ def take_page(session: Session, ctx: StepContext, reports: list[Report], worked:
     known = _known(session, reports)
     outcomes: list[str] = []
     fresh: dict[tuple[str, str], _Fresh] = {}
-    for index, report in enumerate(reports):
+    for report in reports:
         key = (report.source, report.source_id)
         if (row := known.get(key)) is not None:
             if report.updated_at <= row.updated_at:
@@ -151,7 +116,8 @@ def take_page(session: Session, ctx: StepContext, reports: list[Report], worked:
             new.changed = True
             outcomes.append("updated")
         else:
-            fresh[key] = _Fresh(len(outcomes), report, worked[index] if worked is not None else work_out(ctx, report))
+            units = resolve_units(report.location.unit)
+            fresh[key] = _Fresh(len(outcomes), report, units, _new_row(ctx, report, units))
             outcomes.append("received")
     if fresh:
         _store_fresh(session, ctx, list(fresh.values()), outcomes, events)
@@ -163,8 +129,10 @@ def _store_fresh(session: Session, ctx: StepContext, page: list[_Fresh], outcome
     """Insert the page's new reports, routed before the INSERT (a report that cannot be routed
     goes in with its problem, for IOC review), then their deliveries."""
     for new in page:
-        if new.worked.problem is not None:
-            new.row["problem"] = new.worked.problem
+        try:
+            new.routings = routes(new.report, new.units, ctx.mapping)
+        except MappingProblem as problem:
+            new.row["problem"] = str(problem)
             outcomes[new.index] = "needs_review"
         new.row["status"] = CanonicalStatus.ROUTED if new.routings else CanonicalStatus.RECEIVED
     ids = _inserted_ids(session, _REPORTS, [new.row for new in page], ("source", "source_id"))
@@ -343,7 +311,7 @@ def unlink_duplicate(ctx: StepContext, report_id: int, reason: str) -> list[str]
         primary_key = f"{primary.source}:{primary.source_id}"
         events.add("unlinked_duplicate", report_id=row.id, primary=primary_key, primary_id=primary.id, reason=reason)
         events.add("duplicate_unlinked", report_id=primary.id, duplicate=key, duplicate_id=row.id, reason=reason)
-        fresh = _Fresh(index=0, report=report, worked=Worked(units, {}, routings), id=row.id)
+        fresh = _Fresh(index=0, report=report, units=units, row={}, routings=routings, id=row.id)
         rows = _delivery_rows(ctx, row.id, report, routings)
         _insert_deliveries(session, ctx, [(fresh, delivery) for delivery in rows], events)
         events.write(session)

@@ -19,15 +19,13 @@ from paht_bridge.ledger.steps import forked
 from paht_bridge.mappings.canonical import Page
 
 T = TypeVar("T")
-U = TypeVar("U")
 log = logging.getLogger("paht_bridge.steps")
 _MORE, _PAGE, _FAILED, _END = "more", "page", "failed", "end"
 
 
-def read_ahead(pages: Callable[[], Iterator[Page[T]]], work: Callable[[list[T]], list[U]], depth: int = 2) -> Iterator[Page[U]]:
-    """``pages()``'s pages, fetched in a child process up to ``depth`` ahead of the caller,
-    with ``work`` done there on each page's items (what needs no ledger)."""
-    pid, conn = forked.start(lambda theirs, records: _serve(theirs, records, pages, work))
+def read_ahead(pages: Callable[[], Iterator[Page[T]]], depth: int = 2) -> Iterator[Page[T]]:
+    """``pages()``'s pages, fetched in a child process up to ``depth`` ahead of the caller."""
+    pid, conn = forked.start(lambda theirs, records: _serve(theirs, records, pages))
     try:
         for _ in range(depth):
             conn.send(_MORE)
@@ -48,8 +46,7 @@ def read_ahead(pages: Callable[[], Iterator[Page[T]]], work: Callable[[list[T]],
         forked.stop(pid, conn, wait=5.0)
 
 
-def _serve(conn: Connection, records: list[dict[str, Any]], pages: Callable[[], Iterator[Page[Any]]],
-           work: Callable[[list[Any]], list[Any]]) -> None:
+def _serve(conn: Connection, records: list[dict[str, Any]], pages: Callable[[], Iterator[Page[Any]]]) -> None:
     """One page per ``more``; after the end or a failure it waits for the step's ``None``
     (a child gone with a request unread would reset the pipe before its last answer is read)."""
     feed: Iterator[Page[Any]] | None = pages()
@@ -58,7 +55,6 @@ def _serve(conn: Connection, records: list[dict[str, Any]], pages: Callable[[], 
             continue
         try:
             page = next(feed, None)
-            items = work(page.items) if page is not None else []
         except Exception as error:  # noqa: BLE001 - the step decides by its type, as when reading itself
             conn.send((_FAILED, forked.sendable(error), forked.taken(records)))
             feed = None
@@ -67,4 +63,4 @@ def _serve(conn: Connection, records: list[dict[str, Any]], pages: Callable[[], 
             conn.send((_END, None, forked.taken(records)))
             feed = None
             continue
-        conn.send((_PAGE, (items, page.quarantined, page.next_cursor, page.has_more), forked.taken(records)))
+        conn.send((_PAGE, (page.items, page.quarantined, page.next_cursor, page.has_more), forked.taken(records)))
