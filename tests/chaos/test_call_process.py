@@ -217,3 +217,27 @@ def test_several_senders_per_target_stay_threads_without_a_call_process(
     assert totals == 30 and exactly_once(stack, ledger_url)["duplicated"] == 0
     assert not any(r.getMessage().startswith("calls go through a process") for r in caplog.records)
     assert {r.process for r in caplog.records if r.getMessage().startswith(("document sent", "edxml.send"))} == {os.getpid()}
+
+
+@pytest.mark.parametrize("switch", ["unset", "off"])
+def test_a_task_step_uses_the_call_process_unless_switched_off(stack: SandboxStack, tmp_path, monkeypatch: pytest.MonkeyPatch,
+                                                                caplog: pytest.LogCaptureFixture, switch: str) -> None:
+    """What every DAG task runs (``tasks.run_step``): the creates are made in a child by
+    default; ``PAHT_CALL_PROCESS=off`` keeps them in the task's own process."""
+    from paht_bridge.tasks import run_step
+
+    monkeypatch.setenv("PAHT_LEDGER_URL", f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+    if switch == "off":
+        monkeypatch.setenv("PAHT_CALL_PROCESS", "off")
+    else:
+        monkeypatch.delenv("PAHT_CALL_PROCESS", raising=False)
+    load_backlog(stack, 12, with_attachments=False)
+    caplog.set_level(logging.INFO)
+    run_step("ingest", "dien_bien", "task-ingest")
+    assert run_step("deliver", "dien_bien", "task-deliver")["counts"].get("delivered", 0) > 0
+    senders = {r.process for r in caplog.records if r.getMessage().startswith("document sent")}
+    started = any(r.getMessage().startswith("calls go through a process") for r in caplog.records)
+    if switch == "off":
+        assert senders == {os.getpid()} and not started
+    else:
+        assert senders and os.getpid() not in senders and started
