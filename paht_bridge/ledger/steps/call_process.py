@@ -74,13 +74,11 @@ class CallProcess:
     def __init__(self, connectors: Any) -> None:
         parent = os.getpid()
         self.pid, self._ours = forked.start(lambda conn, records: _serve(conn, records, connectors, parent))
-        self._queued = 0
         log.info("calls go through a process of their own pid=%s", self.pid)
 
     def submit(self, calls: Sequence[Call], stop_by: float) -> None:
         """Queue a chunk: made in order after those queued before, none after ``stop_by`` (``time.monotonic``)."""
         self._send((list(calls), stop_by))
-        self._queued += 1
 
     def resume(self) -> None:
         """After a stop: the chunks submitted from now on are made again."""
@@ -92,14 +90,9 @@ class CallProcess:
             answer: Answer = self._ours.recv()
         except (EOFError, OSError) as error:
             raise CallProcessDied(f"the call process (pid {self.pid}) ended mid-chunk: {error.__class__.__name__}") from error
-        self._queued -= 1
         forked.relog(answer.logs)
         answer.logs = []
         return answer
-
-    @property
-    def queued(self) -> int:
-        return self._queued
 
     def close(self, wait: float = 30.0) -> None:
         """Stop the child once it has finished what it is making; killed if it takes longer than ``wait``."""

@@ -179,6 +179,7 @@ def _deliver_through_process(ctx: StepContext, result: StepResult) -> StepResult
     opened: set[str] = set()
     careful = False  # a call has failed: no chunk ahead of the one in flight
     healthy: set[str] | None = None  # one for the step: a failure in chunk k is known to chunk k+1's session
+    session: Session | None = None
     try:
         while True:
             session = ctx.sessions()
@@ -215,6 +216,8 @@ def _deliver_through_process(ctx: StepContext, result: StepResult) -> StepResult
     finally:
         for chunk in queue:  # left *sending* if the step failed: looked up by reference next time
             chunk.session.close()
+        if session is not None:  # closing twice is harmless
+            session.close()
         if calls is not None:
             calls.close()
     return result
