@@ -8,6 +8,7 @@ copy), so the lease is tested here on real time: a one-second lease and slow ans
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import pickle
@@ -241,3 +242,33 @@ def test_a_task_step_uses_the_call_process_unless_switched_off(stack: SandboxSta
         assert senders == {os.getpid()} and not started
     else:
         assert senders and os.getpid() not in senders and started
+
+
+@pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
+def test_a_step_that_fails_with_chunks_in_flight_stops_its_child_at_once(stack: SandboxStack, ledger_url: str) -> None:
+    """The ledger fails as the first chunk's outcomes are written, while the child works on
+    the second: the child is stopped then, not left to send the second chunk; the next run
+    looks up what was sent and creates the rest, each once."""
+    dl = importlib.import_module("paht_bridge.ledger.steps.deliver")
+    load_backlog(stack, 60, with_attachments=False)
+    ingest_all(ledger_url)
+    stack.chaos["tdoffice_dienbien"].configure(latency=0.02)
+    ctx = next(c for c in contexts(ledger_url, "failing", lease_seconds=2.0, batch_size=10, call_process=True)
+               if c.mapping.deployment == "dien_bien")
+    real = dl._record_delivered
+
+    def ledger_gone(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise RuntimeError("the ledger went away")
+
+    dl._record_delivered = ledger_gone
+    try:
+        with pytest.raises(RuntimeError, match="ledger went away"):
+            deliver(ctx)
+    finally:
+        dl._record_delivered = real
+    sent_before = exactly_once(stack, ledger_url)["create_requests_seen_by_targets"]
+    assert 10 <= sent_before < 20, sent_before  # the first chunk, and at most a little of the second
+    time.sleep(2.1)  # the leases run out
+    deliver_round(ledger_url, "after", call_process=True)
+    figures = exactly_once(stack, ledger_url)
+    assert figures["documents"] == 60 and figures["duplicated"] == 0 and figures["not_delivered_in_ledger"] == 0, figures

@@ -96,7 +96,13 @@ class CallProcess:
 
     def close(self, wait: float = 30.0) -> None:
         """Stop the child once it has finished what it is making; killed if it takes longer than ``wait``."""
-        forked.stop(self.pid, self._ours, wait)
+        if not self._ours.closed:
+            forked.stop(self.pid, self._ours, wait)
+
+    def kill(self) -> None:
+        """Stop the child now, mid-call if need be (the step failed): as after a crash, what it
+        sent stays *sending* and is looked up by reference before any further attempt."""
+        self.close(wait=0.0)
 
     def _send(self, message: Any) -> None:
         try:

@@ -210,8 +210,13 @@ def _deliver_through_process(ctx: StepContext, result: StepResult) -> StepResult
                 calls.submit(_calls_of(items), _stop_by(ctx, queue[-1].renew_at))
             while len(queue) > (0 if careful else 1):
                 careful |= _settle(ctx, calls, queue, opened, result)
-    except Exception as error:
-        error.partial_result = result  # type: ignore[attr-defined]  # the run record keeps what went through
+    except BaseException as error:  # a timeout or a kill of the task too: the child is not left sending
+        if isinstance(error, Exception):
+            error.partial_result = result  # type: ignore[attr-defined]  # the run record keeps what went through
+        if calls is not None and queue:
+            log.warning("deliver failed with %d chunk(s) in flight: their calls are stopped; what was sent stays "
+                        "'sending' and is looked up by reference next time", len(queue))
+            calls.kill()
         raise
     finally:
         for chunk in queue:  # left *sending* if the step failed: looked up by reference next time
@@ -219,7 +224,7 @@ def _deliver_through_process(ctx: StepContext, result: StepResult) -> StepResult
         if session is not None:  # closing twice is harmless
             session.close()
         if calls is not None:
-            calls.close()
+            calls.close()  # nothing in flight by now: it ends at once (after ``kill``, already gone)
     return result
 
 

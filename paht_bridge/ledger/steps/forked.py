@@ -51,7 +51,8 @@ def start(serve: Callable[[Connection, list[dict[str, Any]]], None]) -> tuple[in
 
 
 def stop(pid: int, conn: Connection, wait: float) -> None:
-    """Tell the child to end (``None``) and reap it; killed if it is not done within ``wait`` seconds."""
+    """Tell the child to end (``None``) and reap it; killed if it is not done within ``wait``
+    seconds (at once with 0)."""
     try:
         conn.send(None)
     except OSError:
@@ -62,7 +63,8 @@ def stop(pid: int, conn: Connection, wait: float) -> None:
         if os.waitpid(pid, os.WNOHANG)[0]:
             return
         time.sleep(0.005)
-    log.error("a helper process did not end within %ss; killed pid=%s", wait, pid)
+    if wait:
+        log.error("a helper process did not end within %ss; killed pid=%s", wait, pid)
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
 
