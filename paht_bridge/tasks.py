@@ -48,8 +48,9 @@ def run_step(step: str, deployment_name: str, run_id: str, dag_id: str | None = 
 
 
 def call_process_wanted() -> bool:
-    """Whether deliver's creates go through a process of their own (``PAHT_CALL_PROCESS``: on
-    unless ``off``): the ledger work then runs beside the calls (``steps.call_process``)."""
+    """Whether deliver's creates and ingest's page reads go through processes of their own
+    (``PAHT_CALL_PROCESS``: on unless ``off``), so the ledger work runs beside the calls
+    (``steps.call_process``, ``steps.read_ahead``)."""
     return os.environ.get("PAHT_CALL_PROCESS", "on").strip().lower() not in ("off", "0", "false", "no")
 
 

@@ -10,7 +10,6 @@ inherits and must not do.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
@@ -19,7 +18,6 @@ from paht_bridge.ledger.steps import forked
 from paht_bridge.mappings.canonical import Page
 
 T = TypeVar("T")
-log = logging.getLogger("paht_bridge.steps")
 _MORE, _PAGE, _FAILED, _END = "more", "page", "failed", "end"
 
 
