@@ -272,3 +272,37 @@ def test_a_step_that_fails_with_chunks_in_flight_stops_its_child_at_once(stack: 
     deliver_round(ledger_url, "after", call_process=True)
     figures = exactly_once(stack, ledger_url)
     assert figures["documents"] == 60 and figures["duplicated"] == 0 and figures["not_delivered_in_ledger"] == 0, figures
+
+
+@pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
+def test_a_page_reader_that_dies_fails_ingest_clearly_and_the_next_run_takes_every_page(stack: SandboxStack, ledger_url: str) -> None:
+    """The page reader is killed after handing over its first page: ingest fails with a clear
+    error after storing what it was given; the next run goes on from the stored cursor."""
+    from paht_bridge.ledger.models import ReportRow
+    from paht_bridge.ledger.steps import ingest
+
+    load_backlog(stack, 400, with_attachments=False)
+    ctx = next(c for c in contexts(ledger_url, "reader", call_process=True) if c.mapping.deployment == "dien_bien")
+    client = ctx.connectors.source("dienbien_smart")
+    parent, real = os.getpid(), client.reports_since
+
+    def dies_after_one_page(cursor, page_size=100):  # noqa: ANN001, ANN202
+        for number, page in enumerate(real(cursor, page_size=page_size)):
+            if number == 1 and os.getpid() != parent:
+                os.kill(os.getpid(), signal.SIGKILL)
+            yield page
+
+    client.reports_since = dies_after_one_page  # the reader is forked with it
+    try:
+        with pytest.raises(RuntimeError, match="page reader .* ended unexpectedly"):
+            ingest(ctx)
+    finally:
+        del client.reports_since
+    with sessions(ledger_url)() as session:
+        first = session.scalar(select(func.count(ReportRow.id)))
+    assert first == 100  # the page it handed over, with its cursor
+    ingest(ctx)
+    with sessions(ledger_url)() as session:
+        stored = session.scalar(select(func.count(ReportRow.id)))
+        distinct = session.scalar(select(func.count(func.distinct(ReportRow.source_id))))
+    assert stored == distinct > 100
