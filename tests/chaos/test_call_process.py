@@ -14,7 +14,6 @@ import os
 import pickle
 import signal
 import time
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import func, select
@@ -29,18 +28,6 @@ from paht_bridge.sandbox.stack import SandboxStack
 from tests.chaos.harness import MovableClock, contexts, deliver_round, exactly_once, ingest_all, undelivered
 
 pytestmark = pytest.mark.chaos
-
-
-@pytest.fixture
-def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[SandboxStack]:
-    stack = SandboxStack(seed_reports=False)
-    urls = stack.start()
-    for key, value in urls.connection_env(timeout=0.5, citizen_timeout=30).items():
-        monkeypatch.setenv(key, value)
-    for chaos in stack.chaos.values():
-        chaos.configure(stall_seconds=1.0, seed=20261207)
-    yield stack
-    stack.stop()
 
 
 def test_connector_errors_cross_a_pipe_as_raised() -> None:

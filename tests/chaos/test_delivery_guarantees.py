@@ -26,20 +26,6 @@ pytestmark = pytest.mark.chaos
 CI_REPORTS = int(os.environ.get("PAHT_CHAOS_REPORTS", 160))
 
 
-@pytest.fixture
-def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[SandboxStack]:
-    """Stand-ins with no seeds (each test loads its own backlog) and a short client timeout,
-    so a stall after commit turns into a client-side timeout quickly."""
-    stack = SandboxStack(seed_reports=False)
-    urls = stack.start()
-    for key, value in urls.connection_env(timeout=0.5, citizen_timeout=30).items():
-        monkeypatch.setenv(key, value)
-    for chaos in stack.chaos.values():
-        chaos.configure(stall_seconds=1.0, seed=20261123)
-    yield stack
-    stack.stop()
-
-
 def test_a_timeout_after_commit_does_not_create_a_second_document(stack: SandboxStack, ledger_url: str) -> None:
     load_backlog(stack, 6)
     ingest_all(ledger_url)
