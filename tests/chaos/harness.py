@@ -72,6 +72,19 @@ def deliver_round(url: str, run_id: str, clock: MovableClock | None = None, leas
     return totals
 
 
+def deliver_until_done(url: str, run_id: str, clock: MovableClock | None = None, rounds: int = 60, advance: float = 3600,
+                       lease_seconds: float = 600, call_process: bool = False, **target_changes: object) -> int:
+    """Deliver rounds until every delivery is delivered or ``rounds`` are spent; between rounds
+    the clock moves ``advance`` seconds (past back-offs and cool-downs). The rounds it took."""
+    done = 0
+    while undelivered(url) and done < rounds:
+        deliver_round(url, f"{run_id}-{done}", clock, lease_seconds=lease_seconds, call_process=call_process, **target_changes)
+        if clock is not None:
+            clock.advance(advance)
+        done += 1
+    return done
+
+
 def undelivered(url: str) -> int:
     with sessions(url)() as session:
         return session.scalar(select(func.count(DeliveryRow.id)).where(DeliveryRow.state != "delivered"))
@@ -124,8 +137,5 @@ def kill_trials(url: str, trials: int, seed: int, lease_seconds: float = 0.3, ca
         with sessions(url)() as session:
             killed_while_sending += session.scalar(select(func.count(DeliveryRow.id)).where(DeliveryRow.state == "sending")) > 0
         time.sleep(lease_seconds + 0.05)  # the dead worker's leases run out
-    rounds = 0
-    while undelivered(url) and rounds < 10:
-        deliver_round(url, "after-the-kills", lease_seconds=lease_seconds, call_process=call_process)
-        rounds += 1
+    deliver_until_done(url, "after-the-kills", rounds=10, lease_seconds=lease_seconds, call_process=call_process)
     return {"trials": trials, "killed": killed, "killed_while_sending": killed_while_sending}

@@ -25,7 +25,7 @@ from paht_bridge.ledger.steps import deliver
 from paht_bridge.ledger.steps.call_process import CallProcessDied
 from paht_bridge.sandbox.backlog import load_backlog
 from paht_bridge.sandbox.stack import SandboxStack
-from tests.chaos.harness import MovableClock, contexts, deliver_round, exactly_once, ingest_all, undelivered
+from tests.chaos.harness import MovableClock, contexts, deliver_round, deliver_until_done, exactly_once, ingest_all
 
 pytestmark = pytest.mark.chaos
 
@@ -67,12 +67,7 @@ def test_error_and_stall_rates_through_a_child_deliver_everything_once(stack: Sa
     ingest_all(ledger_url)
     for target in ("qoffice_quangtri", "tdoffice_dienbien"):
         stack.chaos[target].configure(error_rate=0.3, timeout_after_commit_rate=0.1)
-    clock = MovableClock()
-    rounds = 0
-    while undelivered(ledger_url) and rounds < 60:
-        deliver_round(ledger_url, f"round-{rounds}", clock, call_process=True, max_tries=40)
-        clock.advance(3600)
-        rounds += 1
+    deliver_until_done(ledger_url, "round", MovableClock(), call_process=True, max_tries=40)
     figures = exactly_once(stack, ledger_url)
     assert figures["not_delivered_in_ledger"] == 0 and figures["missing"] == 0, figures
     assert figures["duplicated"] == 0 and figures["extra"] == 0, figures

@@ -19,7 +19,7 @@ from paht_bridge.ledger.models import CircuitRow, DeliveryRow, EventRow
 from paht_bridge.ledger.steps import StepContext
 from paht_bridge.sandbox.backlog import load_backlog
 from paht_bridge.sandbox.stack import SandboxStack
-from tests.chaos.harness import MovableClock, contexts, deliver_round, exactly_once, ingest_all, undelivered
+from tests.chaos.harness import MovableClock, contexts, deliver_round, deliver_until_done, exactly_once, ingest_all
 from tests.lifecycle_checks import documents
 
 pytestmark = pytest.mark.chaos
@@ -68,12 +68,7 @@ def test_error_and_stall_rates_on_every_back_end_deliver_everything_once(stack: 
     ingest_all(url)
     for target in ("qoffice_quangtri", "tdoffice_dienbien"):
         stack.chaos[target].configure(error_rate=0.3, timeout_after_commit_rate=0.1)
-    clock = MovableClock()
-    rounds = 0
-    while undelivered(url) and rounds < 60:
-        deliver_round(url, f"round-{rounds}", clock, max_tries=40)
-        clock.advance(3600)  # past every back-off and circuit cool-down
-        rounds += 1
+    deliver_until_done(url, "round", MovableClock(), max_tries=40)  # the clock passes every back-off and cool-down
     figures = exactly_once(stack, url)
     injected = {name: dict(stack.chaos[name].counts) for name in ("qoffice_quangtri", "tdoffice_dienbien")}
     assert figures["reports"] == CI_REPORTS, figures
