@@ -245,25 +245,32 @@ class Scaleout:
                 out[dag_id][run["state"]] += 1
         return out
 
-    def hosts(self) -> tuple[dict[str, int], dict[str, float]]:
-        """Which Celery worker ran how many task instances (their hostname is the worker's), and
-        the mean seconds a task instance spent queued and running."""
+    def hosts(self) -> tuple[dict[str, int], dict[str, int], dict[str, float]]:
+        """Which Celery worker ran how many task instances (their hostname is the worker's); the
+        task instances no worker has taken yet, by state (a run the watchers started after the
+        last round may still be queued when we count); and the mean seconds a task instance
+        spent queued and running."""
         from datetime import datetime
 
         counts: dict[str, int] = {}
+        not_taken: dict[str, int] = {}
         queued, running = [], []
         for dag_id in ALL_DAGS:
             for run in self.api("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 100}).json()["dag_runs"]:
                 tis = self.api("GET", f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}/taskInstances", params={"limit": 100}).json()
                 for ti in tis["task_instances"]:
-                    counts[ti.get("hostname") or "?"] = counts.get(ti.get("hostname") or "?", 0) + 1
+                    if not ti.get("hostname"):
+                        state = ti.get("state") or "none"
+                        not_taken[state] = not_taken.get(state, 0) + 1
+                        continue
+                    counts[ti["hostname"]] = counts.get(ti["hostname"], 0) + 1
                     if ti.get("queued_when") and ti.get("start_date") and ti.get("duration") is not None:
                         at = [datetime.fromisoformat(ti[k].replace("Z", "+00:00")) for k in ("queued_when", "start_date")]
                         queued.append((at[1] - at[0]).total_seconds())
                         running.append(float(ti["duration"]))
         timing = {"task_instances_timed": len(running), "mean_queued_s": round(sum(queued) / len(queued), 2) if queued else None,
                   "mean_running_s": round(sum(running) / len(running), 2) if running else None}
-        return counts, timing
+        return counts, not_taken, timing
 
     # -- the ledger
 
@@ -411,8 +418,8 @@ def _run(run: Scaleout, args: argparse.Namespace) -> bool:
         time.sleep(4)  # one desk step and one round of citizens' ratings
     states = run.run_states()
     run.say(f"DAG runs by state: {states}")
-    hosts, timing = run.hosts()
-    run.say(f"task instances per worker: {hosts}; per task instance: {timing}")
+    hosts, not_taken, timing = run.hosts()
+    run.say(f"task instances per worker: {hosts}; not taken by a worker yet, by state: {not_taken}; per task instance: {timing}")
     failed = {dag: s.get('failed', 0) for dag, s in states.items() if s.get("failed")}
     watcher_runs = run.runs_by_type("paht_ingest").get("asset_triggered", 0)
     run.say(f"paht_ingest runs started by the new-reports watchers (triggerer): {watcher_runs}")
@@ -424,7 +431,7 @@ def _run(run: Scaleout, args: argparse.Namespace) -> bool:
     summary = {"passed": ok, "reports": total, "finished": done, "documents": len(docs), "created_twice": len(twice),
                "failed_runs": failed, "rounds": round_no, "cycle_ingest_to_delivered_s": cycle, "cycle_started_by": first["run_type"],
                "ingest_runs_started_by_watchers": watcher_runs, "workers": run.workers,
-               "task_instances_per_worker": hosts, "task_instance_timing": timing,
+               "task_instances_per_worker": hosts, "task_instances_not_taken": not_taken, "task_instance_timing": timing,
                "seconds": round(time.monotonic() - run.started, 1)}
     summary_file.parent.mkdir(parents=True, exist_ok=True)
     summary_file.write_text(json.dumps(summary, indent=1))

@@ -29,4 +29,7 @@ def test_two_celery_workers_take_every_report_through_its_life_with_no_document_
     summary = json.loads(summary_file.read_text())
     assert summary["passed"] and summary["created_twice"] == 0 and summary["finished"] == summary["reports"] > 0, summary
     assert "created more than once: 0" in report
-    assert len(summary["task_instances_per_worker"]) == 2, summary  # both workers took tasks
+    # Both workers took tasks, and nothing else ran one. Task instances of a run the watchers
+    # started after the last round may still wait for a worker; they are counted apart.
+    workers = summary["task_instances_per_worker"]
+    assert sorted(workers) == ["paht-worker-1", "paht-worker-2"] and min(workers.values()) > 0, summary
