@@ -4,8 +4,9 @@
 ``AssetWatcher`` per deployment, each running a ``NewReportsTrigger`` in the triggerer.
 Every ``poll_seconds`` the trigger asks each citizen source of its deployment for what lies
 after the cursor the ledger holds for that source (``<source>:reports``, the cursor ingest
-commits) — the very read ingest makes, stopped at the first page that holds anything — and
-fires only when there is something. Its event becomes an asset event, the asset event a
+commits) — the very read ingest makes, stopped at the first page that holds anything ingest
+would take — and fires only when there is something. A request whose only change is the
+outcome the bridge published to it (an Open311 app moves its ``updated_datetime``) is no news. Its event becomes an asset event, the asset event a
 ``paht_ingest`` run; the 5-minute cron stays as a safety net. A report posted in a citizen
 app (phản ánh hiện trường, field report) so reaches ingest within seconds, not minutes.
 
@@ -30,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
@@ -54,7 +55,8 @@ class NewReportsTrigger(BaseEventTrigger):
     Reads the deployment mapping (its sources), the ledger (``PAHT_LEDGER_URL``, else
     ``$PAHT_HOME/ledger.sqlite``, as tasks do) and each source's Airflow Connection (through
     the source's hook: host, password, extra). Payload: ``{"deployment", "new_reports": {source: n}}``
-    where ``n`` counts the items on the first page past the cursor (at least that many).
+    where ``n`` counts what ingest would take on the first page past the cursor that holds any
+    (at least that many).
     """
 
     def __init__(self, deployment: str, poll_seconds: float = DEFAULT_POLL_SECONDS,
@@ -130,13 +132,20 @@ class _Watch:
     async def _peek(self, name: str, cursor: str | None) -> int:
         try:
             client = self._clients.get(name) or await self._client(name)
-            found = await asyncio.to_thread(_first_items, client, cursor, self.mapping.source(name).page_size)
+            found = await asyncio.to_thread(_first_news, client, cursor, self.mapping.source(name).page_size, self._news)
         except Exception as error:  # noqa: BLE001 - a source that fails must not end the watch
             self._failed(name, error)
             self._drop(name)  # the next poll reads its connection again (a rotated key, a moved host)
             return 0
         self._back(name)
         return found
+
+    def _news(self, reports: list[Any]) -> int:
+        """What ingest would take of ``reports`` (``steps.ingest.news``), asked of the ledger."""
+        from paht_bridge.ledger.steps.ingest import news
+
+        with self._sessions() as session:
+            return news(session, reports)
 
     async def _client(self, name: str) -> Any:
         from paht_bridge.connectors.hooks import SOURCE_HOOKS
@@ -169,16 +178,33 @@ class _Watch:
             self._drop(name)
 
 
-def _first_items(client: Any, cursor: str | None, page_size: int) -> int:
-    """Items (good or to be quarantined) on the first page past ``cursor`` that holds any; 0 if none.
+#: Pages holding only what ingest would not take (echoes of the bridge's own publishes) that a
+#: poll reads before it fires anyway, so that ingest moves the cursor past them and polls stay short.
+MAX_ECHO_PAGES = 3
+
+
+def _first_news(client: Any, cursor: str | None, page_size: int, news: Callable[[list[Any]], int]) -> int:
+    """Items ingest would take (new, changed by the citizen, or to be quarantined) on the first
+    page past ``cursor`` that holds any; 0 if none.
 
     Goes through ``reports_since`` exactly as ingest does, so what counts as new is what ingest
     would take: for Open311 that includes its boundary rules (requests at the cursor's instant
-    already taken are not new; empty windows are walked to the present)."""
+    already taken are not new; empty windows are walked to the present). A request whose only
+    change is the outcome the bridge published to it is not news (``news``, asked of the
+    ledger): without that every publish to an Open311 app would start an ingest run that
+    finds nothing. Past ``MAX_ECHO_PAGES`` pages of such echoes it returns their count, so
+    ingest walks the cursor past them."""
+    echoes = echo_pages = 0
     for page in client.reports_since(cursor, page_size=page_size):
-        found = len(page.items) + len(page.quarantined)
-        if found or not page.has_more:
+        found = len(page.quarantined) + (news(page.items) if page.items else 0)
+        if found:
             return found
+        if page.items:
+            echoes, echo_pages = echoes + len(page.items), echo_pages + 1
+            if page.has_more and echo_pages >= MAX_ECHO_PAGES:
+                return echoes
+        if not page.has_more:
+            return 0
     return 0
 
 

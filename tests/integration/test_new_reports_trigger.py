@@ -22,7 +22,7 @@ import requests
 from paht_bridge.connectors.hooks import AirflowConnectors
 from paht_bridge.ledger.db import sessions
 from paht_bridge.ledger.steps import StepContext, ingest
-from paht_bridge.mappings.canonical import VIETNAM_TZ
+from paht_bridge.mappings.canonical import VIETNAM_TZ, CanonicalStatus, Outcome, Page
 from paht_bridge.mappings.config import deployment, deployment_names
 from paht_bridge.plugins.new_reports_trigger import NewReportsTrigger
 from paht_bridge.sandbox.citizen_app import load_seed_reports
@@ -123,6 +123,34 @@ def test_fires_when_an_open311_request_is_posted_after_the_ledger_cursor(ledger:
     assert [e.payload for e in events] == [{"deployment": "quang_ninh", "new_reports": {"quangninh_open311": 1}}]
 
 
+def test_an_outcome_the_bridge_published_to_an_open311_app_is_no_news(ledger: str, seeded_stack: SandboxStack) -> None:
+    """Publishing moves a request's ``updated_datetime`` past the cursor; ingest would find
+    nothing to take, so the watch must not start a run for it. A citizen's own change fires."""
+    ingest_all(ledger, ["quang_ninh"])
+    mapping = deployment("quang_ninh")
+    app = AirflowConnectors(mapping).source("quangninh_open311")
+    requests_ = [str(r["service_request_id"]) for r in load_open311_seeds("quangninh_open311")]
+    for request_id in requests_:
+        app.publish_outcome(Outcome(source_id=request_id, status=CanonicalStatus.ANSWERED, answer="Đã xử lý xong.",
+                                    answered_by="UBND phường", answered_at=datetime.now(VIETNAM_TZ)))
+    # The app now lists every request again, past the cursor ...
+    assert sum(len(page.items) for page in app.reports_since(_cursor(ledger, "quangninh_open311"))) == len(requests_)
+    # ... and the watch stays quiet: ingest would record them all as repeats.
+    assert watch(NewReportsTrigger(deployment="quang_ninh", poll_seconds=POLL), seconds=1.5) == []
+    events = watch(NewReportsTrigger(deployment="quang_ninh", poll_seconds=POLL), seconds=10,
+                   meanwhile=lambda: post_open311_request(seeded_stack, "LAT-311-ECHO-01"))
+    assert [e.payload["new_reports"] for e in events] == [{"quangninh_open311": 1}]
+    result = ingest(StepContext(mapping=mapping, sessions=sessions(ledger), connectors=AirflowConnectors(mapping), run_id="after-publish"))
+    assert result.counts.get("received") == 1 and not result.counts.get("updated"), result.counts
+
+
+def _cursor(url: str, source: str) -> str | None:
+    from paht_bridge.ledger.store import get_cursor
+
+    with sessions(url)() as session:
+        return get_cursor(session, f"{source}:reports")
+
+
 def test_after_firing_it_waits_for_ingest_to_move_the_cursor(ledger: str, seeded_stack: SandboxStack) -> None:
     ingest_all(ledger, ["quang_tri"])
     post_citizen_report(seeded_stack, "quangtri_ioc", "QT-TRIGGER-000002")
@@ -211,3 +239,38 @@ def test_paht_ingest_is_scheduled_on_the_watched_asset_with_one_watcher_per_depl
     assert all(isinstance(t, NewReportsTrigger) for t in triggers)
     assert sorted(t.deployment for t in triggers) == deployment_names()
     assert len({w.name for w in watched[0].watchers}) == len(deployment_names())
+
+
+class _Pages:
+    """A source whose feed is the given pages (of Reports), as ``reports_since`` yields them."""
+
+    def __init__(self, pages: list[Page]) -> None:
+        self.pages, self.read = pages, 0
+
+    def reports_since(self, cursor: str | None, page_size: int = 100):  # noqa: ANN201 - a generator of Page
+        for page in self.pages:
+            self.read += 1
+            yield page
+
+
+def test_a_long_run_of_echoes_fires_so_that_ingest_walks_the_cursor_past_them() -> None:
+    from paht_bridge.plugins.new_reports_trigger import MAX_ECHO_PAGES, _first_news
+
+    echo = object()  # what ``news`` is told holds nothing ingest would take
+    def page(n: int, more: bool) -> Page:
+        return Page.model_construct(items=[echo] * n, quarantined=[], next_cursor=None, has_more=more)
+
+    def news(items: list) -> int:
+        return sum(item is not echo for item in items)
+
+    # Echoes then news within the cap: the news is counted, echoes are not.
+    source = _Pages([page(2, True), Page.model_construct(items=[echo, "new"], quarantined=[], next_cursor=None, has_more=False)])
+    assert _first_news(source, None, 2, news) == 1
+    # Echoes only, to the end of the feed: no news, nothing to fire for.
+    assert _first_news(_Pages([page(2, True), page(1, False)]), None, 2, news) == 0
+    # Empty windows (Open311 walks them to the present) do not count towards the cap.
+    assert _first_news(_Pages([page(0, True)] * (MAX_ECHO_PAGES + 2) + [Page.model_construct(
+        items=["new"], quarantined=[], next_cursor=None, has_more=False)]), None, 2, news) == 1
+    # More pages of echoes than the cap: their count, so that ingest moves the cursor past them; no more read.
+    many = _Pages([page(2, True)] * (MAX_ECHO_PAGES + 5))
+    assert _first_news(many, None, 2, news) == 2 * MAX_ECHO_PAGES and many.read == MAX_ECHO_PAGES

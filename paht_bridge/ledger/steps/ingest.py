@@ -101,7 +101,7 @@ def take_page(session: Session, ctx: StepContext, reports: list[Report]) -> list
                 outcomes.append("repeated")
                 continue
             payload = _payload(report)
-            echo = _citizens_words(payload) == _citizens_words(row.payload)
+            echo = _echoes(payload, row)
             row.title, row.updated_at, row.payload = report.title, report.updated_at, payload
             if echo:  # only the app's own status moved (our publish, as a rule): nothing the citizen said
                 outcomes.append("repeated")
@@ -198,6 +198,27 @@ def _inserted_ids(session: Session, table: Table, rows: list[dict[str, Any]], ke
         query = select(table.c.id, *columns).where(last.in_(wanted), *(c == v for c, v in zip(prefix, group)))
         found.update({tuple(found_row[1:]): found_row[0] for found_row in connection.execute(query)})
     return found
+
+
+def news(session: Session, reports: list[Report]) -> int:
+    """How many of ``reports`` ingest would take as ``received`` or ``updated``: neither a repeat
+    nor the echo of a change the app made on its own (the bridge's publish, as a rule). The
+    new-reports watch counts these, so a publish does not start an ingest run that finds nothing."""
+    known = _known(session, reports)
+    new_keys: set[tuple[str, str]] = set()
+    changed = 0
+    for report in reports:
+        key = (report.source, report.source_id)
+        if (row := known.get(key)) is None:
+            new_keys.add(key)
+        elif report.updated_at > row.updated_at and not _echoes(_payload(report), row):
+            changed += 1
+    return len(new_keys) + changed
+
+
+def _echoes(payload: dict, row: ReportRow) -> bool:
+    """Whether a newer copy of a stored report changes only what its app changes on its own."""
+    return _citizens_words(payload) == _citizens_words(row.payload)
 
 
 def _known(session: Session, reports: list[Report]) -> dict[tuple[str, str], ReportRow]:
