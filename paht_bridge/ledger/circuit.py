@@ -9,6 +9,8 @@ because of the outage itself.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
@@ -22,6 +24,35 @@ from paht_bridge.mappings.config import Target
 def _current(session: Session, target: str) -> CircuitRow | None:
     """Read fresh: other workers change circuits; the session's copy may be stale."""
     return session.scalars(select(CircuitRow).where(CircuitRow.target == target).execution_options(populate_existing=True)).first()
+
+
+@dataclass(frozen=True)
+class Circuit:
+    """One target's circuit as read at one moment."""
+
+    failures: int
+    open_until: datetime | None
+
+    def is_open(self, now: datetime) -> bool:
+        return self.open_until is not None and self.open_until > now
+
+    def is_half_open(self, now: datetime) -> bool:
+        return self.open_until is not None and self.open_until <= now
+
+    @property
+    def troubled(self) -> bool:
+        """Failures on record or not yet closed: a success must reset it."""
+        return self.failures > 0 or self.open_until is not None
+
+
+def read(session: Session, targets: Iterable[str]) -> dict[str, Circuit]:
+    """The circuits of ``targets`` in one query; a target that never failed has none (closed)."""
+    table = CircuitRow.__table__
+    wanted = sorted(set(targets))
+    if not wanted:
+        return {}
+    rows = session.execute(select(table.c.target, table.c.failures, table.c.open_until).where(table.c.target.in_(wanted)))
+    return {row.target: Circuit(row.failures or 0, row.open_until) for row in rows}
 
 
 def is_open(session: Session, target: str, now: datetime) -> bool:

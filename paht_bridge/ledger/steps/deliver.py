@@ -22,7 +22,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from paht_bridge.connectors.errors import AmbiguousError, ConnectorError, MalformedResponse, PermanentError, TransientError
 from paht_bridge.connectors.spool import spooled_attachments
 from paht_bridge.ledger import circuit
-from paht_bridge.ledger.models import CircuitRow, DeliveryRow, RatingRow, ReportRow
+from paht_bridge.ledger.models import DeliveryRow, RatingRow, ReportRow
 from paht_bridge.ledger.steps.call_process import FAILED, HALTED, LEASE, Answer, Call, CallProcess
 from paht_bridge.ledger.steps.context import StepContext, StepResult, log, report_from_row
 from paht_bridge.ledger.steps.status import derive_status, refresh_status
@@ -102,19 +102,21 @@ def _claim_batch(session: Session, ctx: StepContext, skip: frozenset[str],
     which of it are *fresh* (nothing at the target yet, no probe due: sent as a chunk) and
     which targets are half-open."""
     now = ctx.clock()
-    blocked = frozenset(t.name for t in ctx.mapping.targets if t.name not in skip and circuit.is_open(session, t.name, now))
+    circuits = circuit.read(session, (t.name for t in ctx.mapping.targets if t.name not in skip))
+    blocked = frozenset(name for name, state in circuits.items() if state.is_open(now))
     batch = claim_deliveries(session, deployment=ctx.mapping.deployment, owner=ctx.worker, states=_CLAIMED_STATES,
                              limit=ctx.batch_size, lease=ctx.lease, now=now, skip_targets=blocked | skip)
     if not batch:
         if blocked:
             result.add("targets_with_open_circuit", len(blocked))
         return [], [], frozenset()
-    # Only a target half-open when the batch was claimed can need a probe: one read per batch, not per delivery.
-    half_open = frozenset(t for t in {d.target for d in batch} if circuit.is_half_open(session, t, now))
-    # A success need not reset a circuit that has no failures on record (nor this batch's).
-    troubled = set(session.scalars(select(CircuitRow.target).where(
-        CircuitRow.target.in_({d.target for d in batch}), (CircuitRow.failures > 0) | CircuitRow.open_until.is_not(None))))
-    session.info[_HEALTHY] = {d.target for d in batch} - troubled
+    # Read again once claimed (another worker may have opened or closed one meanwhile), in one query:
+    # only a target half-open when the batch was claimed can need a probe (one read per batch, not
+    # per delivery), and a success need not reset a circuit with no failures on record (nor this batch's).
+    targets = {d.target for d in batch}
+    circuits = circuit.read(session, targets)
+    half_open = frozenset(t for t, state in circuits.items() if state.is_half_open(now))
+    session.info[_HEALTHY] = {t for t in targets if t not in circuits or not circuits[t].troubled}
     # Nothing at the target (first sends, plain retries) and no probe due: marked 'sending'
     # together, outcomes written together (after the deliveries needing a lookup).
     return batch, [d for d in batch if d.state == "pending" and d.target not in half_open], half_open
