@@ -6,9 +6,10 @@ Every ``poll_seconds`` the trigger asks each citizen source of its deployment fo
 after the cursor the ledger holds for that source (``<source>:reports``, the cursor ingest
 commits) — the very read ingest makes, stopped at the first page that holds anything ingest
 would take — and fires only when there is something. A request whose only change is the
-outcome the bridge published to it (an Open311 app moves its ``updated_datetime``) is no news. Its event becomes an asset event, the asset event a
-``paht_ingest`` run; the 5-minute cron stays as a safety net. A report posted in a citizen
-app (phản ánh hiện trường, field report) so reaches ingest within seconds, not minutes.
+outcome the bridge published to it (an Open311 app moves its ``updated_datetime``) is no
+news. Its event becomes an asset event, the asset event a ``paht_ingest`` run; the 5-minute
+cron stays as a safety net. A report posted in a citizen app (phản ánh hiện trường, field
+report) so reaches ingest within seconds, not minutes.
 
 How it fits the triggerer (Airflow 3.3):
 
