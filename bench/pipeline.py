@@ -19,6 +19,7 @@ import io
 import pstats
 import time
 from collections.abc import Callable
+from statistics import median
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +136,8 @@ def with_latency(reports: int, latency: float, concurrency: int, home: Path) -> 
 
 def run(reports: int, repetitions: int, ledgers: tuple[str, ...], home: Path, profile: bool = True, concurrency: int = 4,
         latency: float = 0.02, latency_concurrency: int = 16) -> dict:
-    """Best of ``repetitions`` for the floor and for the pipeline on each ledger engine."""
+    """The floor and the pipeline on each ledger engine, ``repetitions`` times each: the fastest
+    of each, the median of each, and each pipeline run against the floor measured just before it."""
     floors: list[dict[str, float]] = []
     pipes: dict[str, list[dict[str, float]]] = {kind: [] for kind in ledgers}
     for rep in range(repetitions):
@@ -153,12 +155,15 @@ def run(reports: int, repetitions: int, ledgers: tuple[str, ...], home: Path, pr
     floor = {key: min(f[key] for f in floors) for key in floors[0]}
     result: dict = {"reports": reports, "repetitions": repetitions, "floor_s": _rounded(floor), "runs": {}}
     floor_total = sum(v for k, v in floor.items() if k.endswith("_s"))
+    floor_median = median(_seconds(f) for f in floors)
     for kind, runs in pipes.items():
         best = {key: min(r[key] for r in runs) for key in runs[0]}
         total = sum(v for k, v in best.items() if k.endswith("_s"))
         result["runs"][kind] = {
             "pipeline_s": _rounded(best),
             "overhead_ratio": round(total / floor_total, 3),
+            # The middle run of each against the middle floor: what a run of either is like on this machine.
+            "median_ratio": round(median(_seconds(r) for r in runs) / floor_median, 3),
             "per_report_ms": round(1000 * total / reports, 3),
             "floor_per_report_ms": round(1000 * floor_total / reports, 3),
             "rest_reports_per_s": round(best["rest_delivered"] / best["rest_deliver_s"], 1),
@@ -194,6 +199,10 @@ def profile_pipeline(reports: int, home: Path) -> str:
     path = RESULTS / "profile_pipeline.txt"
     path.write_text(text.getvalue())
     return str(path.relative_to(RESULTS.parent.parent))
+
+
+def _seconds(run: dict[str, float]) -> float:
+    return sum(v for k, v in run.items() if k.endswith("_s"))
 
 
 def _rounded(values: dict[str, float]) -> dict[str, float]:
