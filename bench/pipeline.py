@@ -19,8 +19,8 @@ import io
 import pstats
 import time
 from collections.abc import Callable
-from statistics import median
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 from bench.common import RESULTS, context, fresh_ledger, sandbox

@@ -125,7 +125,7 @@ def test_fires_when_an_open311_request_is_posted_after_the_ledger_cursor(ledger:
 
 def test_an_outcome_the_bridge_published_to_an_open311_app_is_no_news(ledger: str, seeded_stack: SandboxStack) -> None:
     """Publishing moves a request's ``updated_datetime`` past the cursor; ingest would find
-    nothing to take, so the watch must not start a run for it. A citizen's own change fires."""
+    nothing to take, so the watch must not start a run for it. A request posted afterwards fires."""
     ingest_all(ledger, ["quang_ninh"])
     mapping = deployment("quang_ninh")
     app = AirflowConnectors(mapping).source("quangninh_open311")
