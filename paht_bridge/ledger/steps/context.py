@@ -51,6 +51,12 @@ class StepContext:
     #: off unless asked for here: a fake client's calls made in a child are not seen by a test.
     call_process: bool = False
 
+    @property
+    def forks(self) -> bool:
+        """Whether this step's calls and page reads go through forked children: ``call_process``,
+        where the platform can fork."""
+        return self.call_process and hasattr(os, "fork")
+
 
 class StepResult(BaseModel):
     """Counts only: this goes to XCom and the UI, so it never carries personal data."""

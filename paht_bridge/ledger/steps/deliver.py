@@ -8,7 +8,6 @@ so a zombie task beside its retry cannot send the same report twice.
 
 from __future__ import annotations
 
-import os
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -82,7 +81,7 @@ def _shares(ctx: StepContext) -> dict[str, int]:
 
 def _deliver_batches(ctx: StepContext, result: StepResult, others: frozenset[str] = frozenset()) -> StepResult:
     """Claim and send batches until nothing is due; ``others``: targets this sender leaves alone."""
-    if ctx.call_process and hasattr(os, "fork"):
+    if ctx.forks:
         return _deliver_through_process(ctx, result)
     while True:
         with ctx.sessions() as session:
@@ -186,22 +185,19 @@ def _deliver_through_process(ctx: StepContext, result: StepResult) -> StepResult
         while True:
             session = ctx.sessions()
             batch, fresh, half_open = _claim_batch(session, ctx, frozenset(), result)
-            if batch:
-                healthy = session.info[_HEALTHY] if healthy is None else healthy
-                session.info[_HEALTHY] = healthy
             if not batch:
                 session.close()
                 if not queue:
                     break
                 careful |= _settle_all(ctx, calls, queue, opened, result)
                 continue  # what a failure gave back may be due again
+            healthy = session.info[_HEALTHY] if healthy is None else healthy
+            session.info[_HEALTHY] = healthy
             if len(fresh) < len(batch):  # lookups and probes: after what is in flight, in order
                 careful |= _settle_all(ctx, calls, queue, opened, result)
                 _send_one_by_one(session, ctx, batch, fresh, half_open, opened, result)
             prepared = _prepare_chunk(session, ctx, fresh, opened, result)
-            held = _mark_chunk_sending(session, ctx, [delivery for delivery, _, _ in prepared])
-            if len(held) < len(prepared):
-                result.add("lease_lost", len(prepared) - len(held))
+            held = _mark_prepared(session, ctx, prepared, result)
             items = [item for item in prepared if item[0].id in held]
             if not items:
                 session.close()
@@ -290,10 +286,7 @@ def _send_rest(ctx: StepContext, calls: CallProcess, chunk: _InFlight, stopped: 
         if not keep:
             break
         if stopped == LEASE or ctx.clock() >= chunk.renew_at:
-            left = [delivery for delivery, _, _ in keep]
-            kept = _renew_lease(chunk.session, ctx, left)
-            if len(kept) < len(left):
-                result.add("lease_lost", len(left) - len(kept))
+            kept = _renew_lease(chunk.session, ctx, [delivery for delivery, _, _ in keep], result)
             chunk.items = [item for item in keep if item[0].id in kept]
             chunk.renew_at = ctx.clock() + ctx.lease / 2
             log.info("lease renewed mid-chunk deliveries=%d", len(chunk.items))
@@ -340,9 +333,7 @@ def _send_chunk(session: Session, ctx: StepContext, deliveries: list[DeliveryRow
     by reference before any further attempt: never a second document, at worst one lookup.
     A delivery whose lease is lost before its call keeps the try it was marked with."""
     prepared = _prepare_chunk(session, ctx, deliveries, opened, result)
-    held = _mark_chunk_sending(session, ctx, [delivery for delivery, _, _ in prepared])  # marked, not yet sent
-    if len(held) < len(prepared):
-        result.add("lease_lost", len(prepared) - len(held))
+    held = _mark_prepared(session, ctx, prepared, result)  # marked, not yet sent
     done: list[tuple[DeliveryRow, DocumentReceipt, bool]] = []
     renew_at = ctx.clock() + ctx.lease / 2
 
@@ -351,10 +342,7 @@ def _send_chunk(session: Session, ctx: StepContext, deliveries: list[DeliveryRow
         if ctx.clock() < renew_at:
             return True
         _record_delivered(session, ctx, done)  # what was sent is written before its lease can run out
-        left = [d for d, _, _ in prepared if d.id in held or d is delivery]
-        kept = _renew_lease(session, ctx, left)
-        if len(kept) < len(left):
-            result.add("lease_lost", len(left) - len(kept))
+        kept = _renew_lease(session, ctx, [d for d, _, _ in prepared if d.id in held or d is delivery], result)
         held.intersection_update(kept)
         renew_at = ctx.clock() + ctx.lease / 2
         return delivery.id in kept
@@ -418,6 +406,16 @@ def _while_leased(ctx: StepContext, ids: list[int], now: datetime) -> Update:
             .execution_options(synchronize_session=False))
 
 
+def _mark_prepared(session: Session, ctx: StepContext, prepared: list[tuple[DeliveryRow, Report, DocumentRecord]],
+                   result: StepResult) -> set[int]:
+    """Mark a prepared chunk *sending*: the ids still under this worker's lease (the rest are
+    counted as ``lease_lost``)."""
+    held = _mark_chunk_sending(session, ctx, [delivery for delivery, _, _ in prepared])
+    if len(held) < len(prepared):
+        result.add("lease_lost", len(prepared) - len(held))
+    return held
+
+
 def _mark_chunk_sending(session: Session, ctx: StepContext, deliveries: list[DeliveryRow]) -> set[int]:
     """``_mark_sending`` for a chunk, in one statement and one commit: the ids still under this
     worker's lease, now *sending* with the lease renewed for the calls."""
@@ -441,8 +439,9 @@ def _mark_chunk_sending(session: Session, ctx: StepContext, deliveries: list[Del
     return set(tries)
 
 
-def _renew_lease(session: Session, ctx: StepContext, deliveries: list[DeliveryRow]) -> set[int]:
-    """Extend this worker's live lease on ``deliveries``; the ids it still holds."""
+def _renew_lease(session: Session, ctx: StepContext, deliveries: list[DeliveryRow], result: StepResult) -> set[int]:
+    """Extend this worker's live lease on ``deliveries``; the ids it still holds (the rest are
+    counted as ``lease_lost``)."""
     if not deliveries:
         return set()
     now = ctx.clock()
@@ -452,6 +451,8 @@ def _renew_lease(session: Session, ctx: StepContext, deliveries: list[DeliveryRo
         if delivery.id in kept:
             set_committed_value(delivery, "lease_until", now + ctx.lease)
     session.commit()
+    if len(kept) < len(deliveries):
+        result.add("lease_lost", len(deliveries) - len(kept))
     return kept
 
 

@@ -13,7 +13,6 @@ earlier one's.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,7 +56,7 @@ def _ingest_source(ctx: StepContext, name: str, page_size: int, result: StepResu
     client = ctx.connectors.source(name)
 
     def pages(cursor: str | None) -> Iterator[Page[Report]]:
-        if ctx.call_process and hasattr(os, "fork"):  # the next page is read while this one is stored
+        if ctx.forks:  # the next page is read while this one is stored
             return read_ahead(lambda: client.reports_since(cursor, page_size=page_size))
         return client.reports_since(cursor, page_size=page_size)
 
