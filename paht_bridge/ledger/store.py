@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
+from paht_bridge.ledger import bulk
 from paht_bridge.ledger.db import encrypt
 from paht_bridge.ledger.models import CursorRow, DeliveryRow, EventRow, QuarantineRow, ReportRow
 from paht_bridge.mappings.canonical import Quarantined, vietnam_now
@@ -54,7 +55,7 @@ class EventBatch:
 
     def write(self, session: Session) -> None:
         if self.rows:
-            session.connection().execute(_EVENTS.insert(), self.rows)
+            bulk.insert(session.connection(), _EVENTS, self.rows)
             self.rows = []
 
 

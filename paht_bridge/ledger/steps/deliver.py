@@ -14,13 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import Update, bindparam, func, select, update
+from sqlalchemy import Update, func, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from paht_bridge.connectors.errors import AmbiguousError, ConnectorError, MalformedResponse, PermanentError, TransientError
 from paht_bridge.connectors.spool import spooled_attachments
-from paht_bridge.ledger import circuit
+from paht_bridge.ledger import bulk, circuit
 from paht_bridge.ledger.models import DeliveryRow, RatingRow, ReportRow
 from paht_bridge.ledger.steps.call_process import FAILED, HALTED, LEASE, Answer, Call, CallProcess
 from paht_bridge.ledger.steps.context import StepContext, StepResult, log, report_from_row
@@ -32,14 +32,7 @@ from paht_bridge.mappings.transforms import build_document
 _DELIVERIES = DeliveryRow.__table__
 #: What a deliver step takes: never sent, in doubt (looked up first), or left mid-call by a dead worker.
 _CLAIMED_STATES = ("pending", "unknown", "sending")
-#: What a successful send writes on its delivery, by primary key: one statement for a whole
-#: chunk (executemany), with the objects told the same values (no unit of work to flush).
-_OUTCOME_COLUMNS = ("state", "document_id", "delivered_at", "last_error", "next_try_at", "doc_status", "doc_status_at",
-                    "lease_owner", "lease_until")
-_WRITE_OUTCOME = (update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("delivery_id"))
-                  .values({name: bindparam(name, type_=_DELIVERIES.c[name].type) for name in _OUTCOME_COLUMNS}))
 _REPORTS = ReportRow.__table__
-_WRITE_STATUS = update(_REPORTS).where(_REPORTS.c.id == bindparam("report_id")).values(status=bindparam("status"))
 
 
 def deliver(ctx: StepContext) -> StepResult:
@@ -602,9 +595,11 @@ def _record_delivered(session: Session, ctx: StepContext, done: list[tuple[Deliv
         events.add("delivered", report_id=delivery.report_id, delivery_id=delivery.id, status=CanonicalStatus.DELIVERED,
                    target=delivery.target, agency=delivery.agency_code, external_ref=delivery.external_ref,
                    document_id=receipt.document_id, created=receipt.created, recovered_by_lookup=recovered)
-    session.connection().execute(_WRITE_OUTCOME, outcomes)
+    # The chunk's outcomes and statuses by primary key, one statement each; the objects were told above.
+    bulk.update_by_key(session.connection(), _DELIVERIES, outcomes, key="delivery_id")
     if statuses:
-        session.connection().execute(_WRITE_STATUS, [{"report_id": key, "status": value} for key, value in statuses.items()])
+        bulk.update_by_key(session.connection(), _REPORTS, [{"report_id": key, "status": value} for key, value in statuses.items()],
+                           key="report_id")
     events.write(session)
     session.commit()
     for delivery, receipt, _ in done:  # the connector logged the call itself at INFO
