@@ -87,9 +87,9 @@ def take_page(session: Session, ctx: StepContext, reports: list[Report]) -> list
     happened to each, in order.
 
     The ledger is asked once for the page's reports it already holds; the new reports and
-    their deliveries go in as plain executemany INSERTs (no unit of work to track them: nothing
-    in this transaction reads them back as objects), and the events in one more: a page costs
-    a handful of statements, not several per report."""
+    their deliveries go in as plain many-row INSERTs (``ledger.bulk``; no unit of work to
+    track them: nothing in this transaction reads them back as objects), and the events in
+    one more: a page costs a handful of statements, not several per report."""
     events = EventBatch(ctx.run_id)
     known = _known(session, reports)
     outcomes: list[str] = []
@@ -172,7 +172,7 @@ def _delivery_rows(ctx: StepContext, report_id: int, report: Report, routings: l
 
 def _insert_deliveries(session: Session, ctx: StepContext, deliveries: list[tuple[_Fresh, dict[str, Any]]],
                        events: EventBatch) -> None:
-    """Insert the gathered deliveries (one executemany), each with its 'routed' event; empties the list."""
+    """Insert the gathered deliveries (one statement), each with its 'routed' event; empties the list."""
     if not deliveries:
         return
     ids = _inserted_ids(session, _DELIVERIES, [row for _, row in deliveries], ("external_ref",))
