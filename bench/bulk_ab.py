@@ -16,36 +16,13 @@ import argparse
 import json
 import logging
 import tempfile
-import time
 from datetime import datetime
 from pathlib import Path
 from statistics import median
 
-from bench.common import RESULTS, context, drop_databases, fresh_ledger, private_homes, sandbox
+from bench.common import RESULTS, context, cpu_seconds, cpu_spent, drop_databases, fresh_ledger, private_homes, sandbox
 
 DEPLOYMENTS = ("quang_tri", "dien_bien")
-
-
-def _postgres_cpu() -> float:
-    import psutil
-
-    total = 0.0
-    for process in psutil.process_iter(["name"]):
-        if (process.info["name"] or "").startswith("postgres"):
-            try:
-                times = process.cpu_times()
-            except psutil.Error:  # a backend that ended meanwhile
-                continue
-            total += times.user + times.system
-    return total
-
-
-def _snapshot(box) -> dict[str, float]:  # noqa: ANN001 - bench.common.Sandbox
-    import psutil
-
-    own, standins = psutil.Process().cpu_times(), psutil.Process(box.process.pid).cpu_times()
-    return {"step": own.user + own.system, "children": own.children_user + own.children_system,
-            "stand_ins": standins.user + standins.system, "postgresql": _postgres_cpu(), "wall": time.perf_counter()}
 
 
 def one_run(reports: int, home: Path, json_rows: bool) -> dict[str, dict[str, float]]:
@@ -61,7 +38,7 @@ def one_run(reports: int, home: Path, json_rows: bool) -> dict[str, dict[str, fl
             url = fresh_ledger("postgresql", home)
             phases: dict[str, dict[str, float]] = {}
             for phase, step in (("ingest", ingest), ("deliver", deliver)):
-                before = _snapshot(box)
+                before = cpu_seconds(box)
                 for name in DEPLOYMENTS:
                     ctx = context(url, name, f"bulk-ab-{phase}")
                     for spec in ctx.mapping.sources:  # clients built before the clock, as in bench.pipeline
@@ -69,8 +46,7 @@ def one_run(reports: int, home: Path, json_rows: bool) -> dict[str, dict[str, fl
                     for spec in ctx.mapping.targets:
                         ctx.connectors.target(spec.name)
                     step(ctx)
-                after = _snapshot(box)
-                phases[phase] = {key: round(after[key] - before[key], 3) for key in before}
+                phases[phase] = cpu_spent(before, cpu_seconds(box))
             if box.call("GET", "/created")["created_twice"]:
                 raise AssertionError("a document was created twice")
     finally:

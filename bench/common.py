@@ -129,6 +129,29 @@ def context(url: str, name: str, run_id: str, batch_size: int = 100, **target_ch
                        batch_size=batch_size, lease=timedelta(seconds=600), call_process=call_process_wanted())
 
 
+def cpu_seconds(box: Sandbox) -> dict[str, float]:
+    """CPU time so far, per process class: this process (the step), its children that have
+    ended (the page reader and call process, reaped when a step stops them), the stand-ins,
+    and every PostgreSQL server process; and the wall clock. Two snapshots bracket a phase."""
+    import psutil
+
+    own, standins = psutil.Process().cpu_times(), psutil.Process(box.process.pid).cpu_times()
+    postgresql = 0.0
+    for process in psutil.process_iter(["name"]):
+        if (process.info["name"] or "").startswith("postgres"):
+            try:
+                times = process.cpu_times()
+            except psutil.Error:  # a backend that ended meanwhile
+                continue
+            postgresql += times.user + times.system
+    return {"step": own.user + own.system, "children": own.children_user + own.children_system,
+            "stand_ins": standins.user + standins.system, "postgresql": postgresql, "wall": time.perf_counter()}
+
+
+def cpu_spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {key: round(after[key] - before[key], 3) for key in before}
+
+
 def private_homes(home: Path) -> None:
     os.environ["PAHT_HOME"] = str(home)
     os.environ.setdefault("AIRFLOW_HOME", str(home / "airflow"))

@@ -23,13 +23,14 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from bench.common import RESULTS, context, fresh_ledger, sandbox
+from bench.common import RESULTS, context, cpu_seconds, cpu_spent, fresh_ledger, sandbox
 
 DEPLOYMENTS = {"quang_tri": "soap", "dien_bien": "rest"}
 
 
-def transport_floor(tag: str) -> dict[str, float]:
-    """Seconds for the bare calls, per deployment: listing all pages, creating all documents."""
+def transport_floor(tag: str, cpu: Meter | None = None) -> dict[str, float]:
+    """Seconds for the bare calls, per deployment: listing all pages, creating all documents
+    (``cpu``: adds up the CPU time of every process over the timed parts)."""
     from paht_bridge.connectors.hooks import AirflowConnectors
     from paht_bridge.mappings.admin_units import resolve_units
     from paht_bridge.mappings.config import deployment
@@ -43,26 +44,29 @@ def transport_floor(tag: str) -> dict[str, float]:
         connectors = AirflowConnectors(mapping)
         spec = mapping.sources[0]
         source = connectors.source(spec.name)
-        started = time.perf_counter()
+        started, cpu_before = time.perf_counter(), _read(cpu)
         reports = [report for page in source.reports_since(None, page_size=spec.page_size) for report in page.items]
         out[f"{kind}_list_s"] = time.perf_counter() - started
+        _add(cpu, cpu_before)
         # Documents are prepared outside the timing: the floor is the wire, not our transforms.
         work = []
         for report in reports:
             routing = routes(report, resolve_units(report.location.unit), mapping)[0]
             record = build_document(report, routing, mapping)
             work.append((connectors.target(routing.target), record.model_copy(update={"external_ref": f"FLOOR{tag}-{record.external_ref}"})))
-        started = time.perf_counter()
+        started, cpu_before = time.perf_counter(), _read(cpu)
         for target, record in work:
             target.create_document(record, [])
         out[f"{kind}_create_s"] = time.perf_counter() - started
+        _add(cpu, cpu_before)
         out[f"{kind}_reports"] = len(reports)
     return out
 
 
-def pipeline(url: str, tag: str, deliver_with: Callable[[Any, str], float] | None = None) -> dict[str, float]:
+def pipeline(url: str, tag: str, deliver_with: Callable[[Any, str], float] | None = None, cpu: Meter | None = None) -> dict[str, float]:
     """Seconds for the bridge's ingest and deliver steps, per deployment, on ledger ``url``
-    (``deliver_with(ctx, deployment)``: another way to deliver, timing itself; a trial's)."""
+    (``deliver_with(ctx, deployment)``: another way to deliver, timing itself; a trial's;
+    ``cpu``: adds up the CPU time of every process over the timed parts)."""
     from paht_bridge.ledger.steps import deliver, ingest
 
     from sqlalchemy.orm import configure_mappers
@@ -79,16 +83,18 @@ def pipeline(url: str, tag: str, deliver_with: Callable[[Any, str], float] | Non
             ctx.connectors.source(spec.name)
         for spec in ctx.mapping.targets:
             ctx.connectors.target(spec.name)
-        started = time.perf_counter()
+        started, cpu_before = time.perf_counter(), _read(cpu)
         ingested = ingest(ctx)
         out[f"{kind}_ingest_s"] = time.perf_counter() - started
+        _add(cpu, cpu_before)
         out[f"{kind}_received"] = ingested.counts.get("received", 0)
         if deliver_with is not None:
             out[f"{kind}_deliver_s"] = deliver_with(ctx, name)
             continue
-        started = time.perf_counter()
+        started, cpu_before = time.perf_counter(), _read(cpu)
         delivered = deliver(ctx)
         out[f"{kind}_deliver_s"] = time.perf_counter() - started
+        _add(cpu, cpu_before)
         out[f"{kind}_delivered"] = delivered.counts.get("delivered", 0)
     return out
 
@@ -140,16 +146,21 @@ def run(reports: int, repetitions: int, ledgers: tuple[str, ...], home: Path, pr
     of each, the median of each, and each pipeline run against the floor measured just before it."""
     floors: list[dict[str, float]] = []
     pipes: dict[str, list[dict[str, float]]] = {kind: [] for kind in ledgers}
+    floors_cpu: list[Meter] = []
+    pipes_cpu: dict[str, list[Meter]] = {kind: [] for kind in ledgers}
     for rep in range(repetitions):
         for kind in ledgers:
             # Each on a fresh stand-in holding the same backlog: a stand-in slows a little as it
             # stores documents (3-9 % over four floors in a row), so whichever ran second paid for it.
             with sandbox() as box:
                 box.call("POST", "/backlog", params={"n": reports})
-                floors.append(transport_floor(f"{rep}{kind[0]}"))
+                floors_cpu.append(Meter(box))
+                floors.append(transport_floor(f"{rep}{kind[0]}", floors_cpu[-1]))
             with sandbox() as box:
                 box.call("POST", "/backlog", params={"n": reports})
-                pipes[kind].append(pipeline(fresh_ledger(kind, home), f"{rep}"))
+                url = fresh_ledger(kind, home)
+                pipes_cpu[kind].append(Meter(box))
+                pipes[kind].append(pipeline(url, f"{rep}", cpu=pipes_cpu[kind][-1]))
                 if box.call("GET", "/created")["created_twice"]:
                     raise AssertionError("a document was created twice")
     floor = {key: min(f[key] for f in floors) for key in floors[0]}
@@ -170,6 +181,10 @@ def run(reports: int, repetitions: int, ledgers: tuple[str, ...], home: Path, pr
             "soap_reports_per_s": round(best["soap_delivered"] / best["soap_deliver_s"], 1),
             "all_ratios": [round(sum(v for k, v in r.items() if k.endswith("_s")) / sum(v for k, v in f.items() if k.endswith("_s")), 3)
                            for r, f in zip(runs, floors[ledgers.index(kind)::len(ledgers)])],
+            # CPU time moves far less with the machine than wall time does: what each report costs
+            # every process, in the middle run of each (PostgreSQL's server counted on either ledger).
+            "cpu_ms_per_report": _cpu_per_report(pipes_cpu[kind], reports),
+            "floor_cpu_ms_per_report": _cpu_per_report(floors_cpu, reports),
         }
     result["floor_rest_reports_per_s"] = round(floor["rest_reports"] / floor["rest_create_s"], 1)
     result["floor_soap_reports_per_s"] = round(floor["soap_reports"] / floor["soap_create_s"], 1)
@@ -199,6 +214,40 @@ def profile_pipeline(reports: int, home: Path) -> str:
     path = RESULTS / "profile_pipeline.txt"
     path.write_text(text.getvalue())
     return str(path.relative_to(RESULTS.parent.parent))
+
+
+class Meter:
+    """The CPU time of every process (``bench.common.cpu_seconds``), added up over the timed
+    parts of one floor or pipeline run."""
+
+    def __init__(self, box: Any) -> None:
+        self.box = box
+        self.spent: dict[str, float] = {}
+
+    def read(self) -> dict[str, float]:
+        return cpu_seconds(self.box)
+
+    def add(self, before: dict[str, float]) -> None:
+        for key, value in cpu_spent(before, self.read()).items():
+            self.spent[key] = round(self.spent.get(key, 0.0) + value, 3)
+
+
+def _read(cpu: Meter | None) -> dict[str, float] | None:
+    return cpu.read() if cpu is not None else None
+
+
+def _add(cpu: Meter | None, before: dict[str, float] | None) -> None:
+    if cpu is not None and before is not None:
+        cpu.add(before)
+
+
+def _cpu_per_report(meters: list[Meter], reports: int) -> dict[str, float]:
+    """Milliseconds of CPU per report, per process class and in all, of the run whose total is the median."""
+    totals = sorted(meters, key=lambda m: sum(v for k, v in m.spent.items() if k != "wall"))
+    middle = totals[len(totals) // 2].spent
+    out = {key: round(1000 * value / reports, 3) for key, value in middle.items() if key != "wall"}
+    out["all"] = round(sum(out.values()), 3)
+    return out
 
 
 def _seconds(run: dict[str, float]) -> float:

@@ -175,6 +175,16 @@ def _save(results: dict) -> None:
     (RESULTS / "bench.json").write_text(json.dumps(results, indent=1, ensure_ascii=False, default=str))
 
 
+def _cpu_note(run: dict) -> str:
+    """The CPU time per report of every process, pipeline against floor (runs since 2026-12-07 evening)."""
+    if "cpu_ms_per_report" not in run:
+        return ""
+    pipe, floor = run["cpu_ms_per_report"], run["floor_cpu_ms_per_report"]
+    return (f"; CPU per report, every process (middle run): {pipe['all']} ms against the floor's {floor['all']} ms "
+            f"(step {pipe['step']}, its children {pipe['children']}, stand-ins {pipe['stand_ins']}, PostgreSQL {pipe['postgresql']}; "
+            f"floor: client {floor['step']}, stand-ins {floor['stand_ins']})")
+
+
 def markdown(r: dict) -> str:
     rows: list[tuple[str, str, str, str, str]] = []
     if "P1_P3" in r:
@@ -190,6 +200,7 @@ def markdown(r: dict) -> str:
                          "≤ 1.15×", _met(ratio <= 1.15),
                          f"fastest against fastest: {run['overhead_ratio']}× ({run['per_report_ms']} ms vs floor "
                          f"{run['floor_per_report_ms']} ms per report); each repetition against the floor measured just before it: {run['all_ratios']}"
+                         + _cpu_note(run)
                          + (f"; CPU taken by the host meanwhile: {p['cpu_stolen_seconds']} s" if "cpu_stolen_seconds" in p else "")))
         concurrent = p.get("concurrent", {})
         n = concurrent.get("send_concurrency")
