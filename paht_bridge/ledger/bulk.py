@@ -2,7 +2,8 @@
 
 psycopg's executemany binds every parameter of every row in Python and sends each row as
 a message of its own. For a page of 100 reports, their deliveries and their events, that
-was most of ingest's CPU on a PostgreSQL ledger. Here the rows go out as one JSON text,
+was most of ingest's CPU on a PostgreSQL ledger (a multi-row ``VALUES`` binds the same
+2,500 parameters, and was slower still). Here the rows go out as one JSON text,
 made by ``json.dumps`` in C. ``json_populate_recordset`` (for inserts) and
 ``json_to_recordset`` (for updates) turn it back into rows of the table's own types on the
 server. SQLite's executemany loops in C already, so SQLite keeps it.
@@ -19,19 +20,32 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, Table, bindparam, text, update
+from sqlalchemy import Connection, Table, bindparam, select, text, update
 
 
 def is_postgresql(connection: Connection) -> bool:
     return connection.dialect.name == "postgresql"
 
 
-def insert_returning(connection: Connection, table: Table, rows: Sequence[dict[str, Any]], returning: Sequence[str]) -> list[Row]:
-    """Insert ``rows`` into ``table`` (PostgreSQL) in one statement; the ``returning`` columns of
-    each row inserted, in no particular order."""
+def insert_ids(connection: Connection, table: Table, rows: Sequence[dict[str, Any]], key: Sequence[str]) -> dict[tuple, int]:
+    """Insert ``rows`` and return their ids by the unique ``key`` columns. PostgreSQL returns
+    them from the INSERT itself. SQLite takes an executemany, and the ids are read back in
+    one SELECT per group of the key's leading columns."""
     if not rows:
-        return []
-    return list(connection.execute(_insert_sql(connection, table, tuple(rows[0]), tuple(returning)), {"rows": dumps(rows)}))
+        return {}
+    key = tuple(key)
+    if is_postgresql(connection):
+        statement = _insert_sql(connection, table, tuple(rows[0]), ("id", *key))
+        return {tuple(found[1:]): found[0] for found in connection.execute(statement, {"rows": dumps(rows)})}
+    connection.execute(table.insert(), list(rows))
+    columns = [table.c[name] for name in key]
+    prefix, last = columns[:-1], columns[-1]
+    found: dict[tuple, int] = {}
+    for group in {tuple(row[c.name] for c in prefix) for row in rows}:
+        wanted = [row[last.name] for row in rows if tuple(row[c.name] for c in prefix) == group]
+        query = select(table.c.id, *columns).where(last.in_(wanted), *(c == v for c, v in zip(prefix, group)))
+        found.update({tuple(found_row[1:]): found_row[0] for found_row in connection.execute(query)})
+    return found
 
 
 def insert(connection: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:

@@ -38,16 +38,12 @@ def _report(source_id: str, **changes: object) -> dict[str, object]:
 def test_inserted_rows_read_back_as_written(ledger_url: str) -> None:
     rows = [_report("r-1"), _report("r-2", lat=None, lon=None, payload={"description": "Rác \"thải\" \\ ở chợ"})]
     with engine(ledger_url).begin() as connection:
-        if bulk.is_postgresql(connection):
-            ids = {found.source_id: found.id for found in bulk.insert_returning(connection, _REPORTS, rows, ("id", "source_id"))}
-        else:
-            bulk.insert(connection, _REPORTS, rows)
-            ids = dict(connection.execute(select(_REPORTS.c.source_id, _REPORTS.c.id)).all())
+        ids = bulk.insert_ids(connection, _REPORTS, rows, ("source", "source_id"))
         stored = {row.source_id: row for row in connection.execute(select(_REPORTS))}
-    assert set(ids) == {"r-1", "r-2"} and ids["r-1"] != ids["r-2"]
+    assert set(ids) == {("app", "r-1"), ("app", "r-2")} and ids[("app", "r-1")] != ids[("app", "r-2")]
     for written in rows:
         read = stored[written["source_id"]]
-        assert read.id == ids[written["source_id"]]
+        assert read.id == ids[("app", written["source_id"])]
         for name, value in written.items():
             got = getattr(read, name)
             if isinstance(value, datetime):  # the same instant, read back in UTC

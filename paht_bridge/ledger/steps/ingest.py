@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
 
 from paht_bridge.ledger import bulk
@@ -135,7 +135,7 @@ def _store_fresh(session: Session, ctx: StepContext, page: list[_Fresh], outcome
             new.row["problem"] = str(problem)
             outcomes[new.index] = "needs_review"
         new.row["status"] = CanonicalStatus.ROUTED if new.routings else CanonicalStatus.RECEIVED
-    ids = _inserted_ids(session, _REPORTS, [new.row for new in page], ("source", "source_id"))
+    ids = bulk.insert_ids(session.connection(), _REPORTS, [new.row for new in page], ("source", "source_id"))
     deliveries: list[tuple[_Fresh, dict[str, Any]]] = []
     for new in page:
         new.id = report_id = ids[(new.row["source"], new.row["source_id"])]
@@ -175,32 +175,13 @@ def _insert_deliveries(session: Session, ctx: StepContext, deliveries: list[tupl
     """Insert the gathered deliveries (one statement), each with its 'routed' event; empties the list."""
     if not deliveries:
         return
-    ids = _inserted_ids(session, _DELIVERIES, [row for _, row in deliveries], ("external_ref",))
+    ids = bulk.insert_ids(session.connection(), _DELIVERIES, [row for _, row in deliveries], ("external_ref",))
     for new, row in deliveries:
         delivery_id, current = ids[(row["external_ref"],)], new.units.current
         events.add("routed", report_id=new.id, delivery_id=delivery_id, status=CanonicalStatus.ROUTED,
                    agency=row["agency_code"], agency_name=row["agency_name"], target=row["target"], lane=row["lane"],
                    deadline=row["deadline"].isoformat(), ward=current.ward if current else None)
     deliveries.clear()
-
-
-def _inserted_ids(session: Session, table: Table, rows: list[dict[str, Any]], key: tuple[str, ...]) -> dict[tuple, int]:
-    """Insert ``rows`` and return their ids by the unique ``key`` columns. PostgreSQL takes the
-    rows as one JSON document and returns the ids (``ledger.bulk``: a 2,500-parameter
-    ``INSERT … RETURNING`` is slow to bind, an executemany slow to send); SQLite takes an
-    executemany and the ids are read back in one SELECT."""
-    connection = session.connection()
-    if bulk.is_postgresql(connection):  # one statement, its ids returned
-        return {tuple(found[1:]): found[0] for found in bulk.insert_returning(connection, table, rows, ("id", *key))}
-    connection.execute(table.insert(), rows)
-    columns = [table.c[name] for name in key]
-    found: dict[tuple, int] = {}
-    prefix, last = columns[:-1], columns[-1]
-    for group in {tuple(row[c.name] for c in prefix) for row in rows}:
-        wanted = [row[last.name] for row in rows if tuple(row[c.name] for c in prefix) == group]
-        query = select(table.c.id, *columns).where(last.in_(wanted), *(c == v for c, v in zip(prefix, group)))
-        found.update({tuple(found_row[1:]): found_row[0] for found_row in connection.execute(query)})
-    return found
 
 
 def news(session: Session, reports: list[Report]) -> int:
