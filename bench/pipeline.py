@@ -18,7 +18,8 @@ import cProfile
 import io
 import pstats
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -44,21 +45,21 @@ def transport_floor(tag: str, cpu: Meter | None = None) -> dict[str, float]:
         connectors = AirflowConnectors(mapping)
         spec = mapping.sources[0]
         source = connectors.source(spec.name)
-        started, cpu_before = time.perf_counter(), _read(cpu)
-        reports = [report for page in source.reports_since(None, page_size=spec.page_size) for report in page.items]
-        out[f"{kind}_list_s"] = time.perf_counter() - started
-        _add(cpu, cpu_before)
+        with _counted(cpu):
+            started = time.perf_counter()
+            reports = [report for page in source.reports_since(None, page_size=spec.page_size) for report in page.items]
+            out[f"{kind}_list_s"] = time.perf_counter() - started
         # Documents are prepared outside the timing: the floor is the wire, not our transforms.
         work = []
         for report in reports:
             routing = routes(report, resolve_units(report.location.unit), mapping)[0]
             record = build_document(report, routing, mapping)
             work.append((connectors.target(routing.target), record.model_copy(update={"external_ref": f"FLOOR{tag}-{record.external_ref}"})))
-        started, cpu_before = time.perf_counter(), _read(cpu)
-        for target, record in work:
-            target.create_document(record, [])
-        out[f"{kind}_create_s"] = time.perf_counter() - started
-        _add(cpu, cpu_before)
+        with _counted(cpu):
+            started = time.perf_counter()
+            for target, record in work:
+                target.create_document(record, [])
+            out[f"{kind}_create_s"] = time.perf_counter() - started
         out[f"{kind}_reports"] = len(reports)
     return out
 
@@ -83,18 +84,18 @@ def pipeline(url: str, tag: str, deliver_with: Callable[[Any, str], float] | Non
             ctx.connectors.source(spec.name)
         for spec in ctx.mapping.targets:
             ctx.connectors.target(spec.name)
-        started, cpu_before = time.perf_counter(), _read(cpu)
-        ingested = ingest(ctx)
-        out[f"{kind}_ingest_s"] = time.perf_counter() - started
-        _add(cpu, cpu_before)
+        with _counted(cpu):
+            started = time.perf_counter()
+            ingested = ingest(ctx)
+            out[f"{kind}_ingest_s"] = time.perf_counter() - started
         out[f"{kind}_received"] = ingested.counts.get("received", 0)
         if deliver_with is not None:
             out[f"{kind}_deliver_s"] = deliver_with(ctx, name)
             continue
-        started, cpu_before = time.perf_counter(), _read(cpu)
-        delivered = deliver(ctx)
-        out[f"{kind}_deliver_s"] = time.perf_counter() - started
-        _add(cpu, cpu_before)
+        with _counted(cpu):
+            started = time.perf_counter()
+            delivered = deliver(ctx)
+            out[f"{kind}_deliver_s"] = time.perf_counter() - started
         out[f"{kind}_delivered"] = delivered.counts.get("delivered", 0)
     return out
 
@@ -224,21 +225,17 @@ class Meter:
         self.box = box
         self.spent: dict[str, float] = {}
 
-    def read(self) -> dict[str, float]:
-        return cpu_seconds(self.box)
 
-    def add(self, before: dict[str, float]) -> None:
-        for key, value in cpu_spent(before, self.read()).items():
-            self.spent[key] = round(self.spent.get(key, 0.0) + value, 3)
-
-
-def _read(cpu: Meter | None) -> dict[str, float] | None:
-    return cpu.read() if cpu is not None else None
-
-
-def _add(cpu: Meter | None, before: dict[str, float] | None) -> None:
-    if cpu is not None and before is not None:
-        cpu.add(before)
+@contextmanager
+def _counted(cpu: Meter | None) -> Iterator[None]:
+    """Add what the block costs every process to ``cpu`` (nothing without one)."""
+    if cpu is None:
+        yield
+        return
+    before = cpu_seconds(cpu.box)
+    yield
+    for key, value in cpu_spent(before, cpu_seconds(cpu.box)).items():
+        cpu.spent[key] = round(cpu.spent.get(key, 0.0) + value, 3)
 
 
 def _cpu_per_report(meters: list[Meter], reports: int) -> dict[str, float]:
