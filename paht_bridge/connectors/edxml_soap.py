@@ -27,6 +27,7 @@ from paht_bridge.connectors.limits import DEFAULT_LIMITS, ConnectorLimits
 from paht_bridge.connectors.outbound import FULL_TEXT_NAME, FULL_TEXT_NOTE, NAME_LIMIT, aware, nfc, read_spooled, short_name, shorten  # noqa: F401 - NAME_LIMIT: part of this module's API
 from paht_bridge.connectors.outbound import outbound_text as _outbound
 from paht_bridge.connectors.outbound import xml_safe as _xml_safe
+from paht_bridge.connectors.base import PreparedSend
 from paht_bridge.connectors.soap import MESSAGE_CHARS, SoapCaller, _printable
 from paht_bridge.mappings.canonical import (
     VIETNAM_TZ,
@@ -188,14 +189,20 @@ class EdxmlSoapClient:
     # -- DocumentSystem
 
     def create_document(self, record: DocumentRecord, attachments: Sequence[LocalAttachment]) -> DocumentReceipt:
-        parts = self._parts(record, attachments)
-        envelope = edxml_envelope(record, parts, self.code_notation)
-        answer = self._call("SendDocument", record.external_ref, edXMLEnvelope=envelope)
-        with self._reading("SendDocument", record.external_ref):
-            receipt = DocumentReceipt(external_ref=record.external_ref, document_id=nfc(answer.DocId), created=not answer.AlreadyExists)
+        return self.send_prepared(self._prepare(record, attachments))
+
+    def prepare_create(self, record: DocumentRecord) -> PreparedSend:
+        """``create_document(record, [])``'s request, built ahead (``PreparesCreates``)."""
+        return self._prepare(record, ())
+
+    def send_prepared(self, prepared: PreparedSend) -> DocumentReceipt:
+        ref = prepared.external_ref
+        answer = self._soap.send(prepared.request, ref)
+        with self._reading("SendDocument", ref):
+            receipt = DocumentReceipt(external_ref=ref, document_id=nfc(answer.DocId), created=not answer.AlreadyExists)
         log.info(
             "edxml.send system=%s ref=%s doc_id=%s created=%s attachments=%d",
-            self.name, record.external_ref, receipt.document_id, receipt.created, len(parts),
+            self.name, ref, receipt.document_id, receipt.created, prepared.attachments,
         )
         return receipt
 
@@ -293,6 +300,11 @@ class EdxmlSoapClient:
         return value
 
     # -- attachments
+
+    def _prepare(self, record: DocumentRecord, attachments: Sequence[LocalAttachment]) -> PreparedSend:
+        parts = self._parts(record, attachments)
+        request = self._soap.prepare("SendDocument", record.external_ref, edXMLEnvelope=edxml_envelope(record, parts, self.code_notation))
+        return PreparedSend(record.external_ref, len(parts), request)
 
     def _parts(self, record: DocumentRecord, attachments: Sequence[LocalAttachment]) -> list[AttachmentPart]:
         total = sum(a.size for a in attachments)

@@ -27,6 +27,7 @@ from urllib.parse import quote
 import requests
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_serializer
 
+from paht_bridge.connectors.base import PreparedSend
 from paht_bridge.connectors.errors import MalformedResponse, PermanentError
 from paht_bridge.connectors.http import DEFAULT_TIMEOUT, HttpTransport
 from paht_bridge.connectors.limits import DEFAULT_LIMITS, ConnectorLimits
@@ -360,23 +361,40 @@ class RestDocsClient:
     # DocumentSystem
 
     def create_document(self, record: DocumentRecord, attachments: Sequence[LocalAttachment]) -> DocumentReceipt:
-        ref = record.external_ref
-        document = WireDocument.from_record(record).model_dump_json(exclude_none=True).encode()
-        body = MultipartBody([(JSON_PART, "application/json", document)], [(FILE_PART, a) for a in attachments])
+        if not attachments:
+            return self.send_prepared(self.prepare_create(record))
+        body = self._create_body(record, attachments)  # file parts read from disk as the socket takes them
         try:
-            response = self._http.request(
-                "POST", DOCUMENTS, operation="create_document", ref=ref, ok=(200, 201, 422), data=body,
-                headers={"Content-Type": body.content_type, "Idempotency-Key": ref},
-            )
+            return self._create(record.external_ref, body, body.content_type, len(attachments))
         finally:
             body.close()
+
+    def prepare_create(self, record: DocumentRecord) -> PreparedSend:
+        """``create_document(record, [])``'s request built ahead (``PreparesCreates``): one body in memory."""
+        body = self._create_body(record, ())
+        return PreparedSend(record.external_ref, 0, (body.content_type, body.read()))
+
+    def send_prepared(self, prepared: PreparedSend) -> DocumentReceipt:
+        content_type, data = prepared.request
+        return self._create(prepared.external_ref, data, content_type, prepared.attachments)
+
+    @staticmethod
+    def _create_body(record: DocumentRecord, attachments: Sequence[LocalAttachment]) -> MultipartBody:
+        document = WireDocument.from_record(record).model_dump_json(exclude_none=True).encode()
+        return MultipartBody([(JSON_PART, "application/json", document)], [(FILE_PART, a) for a in attachments])
+
+    def _create(self, ref: str, data: bytes | MultipartBody, content_type: str, attachments: int) -> DocumentReceipt:
+        response = self._http.request(
+            "POST", DOCUMENTS, operation="create_document", ref=ref, ok=(200, 201, 422), data=data,
+            headers={"Content-Type": content_type, "Idempotency-Key": ref},
+        )
         self._raise_if_rejected(response, "create_document", ref)
         answer = self._parse(CreatedAnswer, response, "create_document", ref)
         if answer.so_ky_hieu != ref:
             # Trusting this would bind our report to somebody else's document.
             raise self._malformed(f"answered for reference {answer.so_ky_hieu!r}", "create_document", ref)
         log.info("document sent system=%s ref=%s document_id=%s created=%s attachments=%d",
-                 self.name, ref, answer.id, not answer.existed, len(attachments))
+                 self.name, ref, answer.id, not answer.existed, attachments)
         return DocumentReceipt(external_ref=ref, document_id=answer.id, created=not answer.existed)
 
     def find_by_ref(self, external_ref: str) -> DocumentReceipt | None:

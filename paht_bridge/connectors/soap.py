@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from zeep.exceptions import Error as ZeepError
 from zeep.exceptions import ValidationError as ZeepValidationError
 from zeep.transports import Transport
 from zeep.utils import get_media_type
+from zeep.wsdl.utils import etree_to_string
 
 from paht_bridge.connectors.errors import (
     AmbiguousError,
@@ -111,6 +113,16 @@ class GuardedTransport(Transport):
         return response
 
 
+@dataclass(frozen=True)
+class SoapRequest:
+    """A SOAP request as zeep posts it: the envelope's bytes and the HTTP headers."""
+
+    operation: str
+    address: str
+    body: bytes
+    headers: dict[str, str]
+
+
 class SoapCaller:
     """One SOAP service: a zeep client on a local WSDL, bound to an endpoint, reused per task.
 
@@ -174,9 +186,30 @@ class SoapCaller:
             ) from exc
 
     def call(self, operation: str, ref: str | None, **kwargs: Any) -> Any:
+        return self.send(self.prepare(operation, ref, **kwargs), ref)
+
+    def prepare(self, operation: str, ref: str | None, **kwargs: Any) -> SoapRequest:
+        """The request zeep would post for ``operation``, built but not sent: what ``send``
+        takes, in this process or in another (it pickles). zeep's binding builds it, as its
+        own call does (``Binding.send``): the envelope and the SOAPAction headers."""
+        binding = self.service._binding  # zeep's call path, split in two: build here, post in ``send``
+        with self._typed(operation, ref):
+            envelope, headers = binding._create(operation, (), kwargs, client=self.client, options=self.service._binding_options)
+            return SoapRequest(operation, self.service._binding_options["address"], etree_to_string(envelope), dict(headers))
+
+    def send(self, request: SoapRequest, ref: str | None) -> Any:
+        """Post a prepared request and read its answer as zeep does."""
+        binding = self.service._binding
+        with self._typed(request.operation, ref):
+            response = self.transport.post(request.address, request.body, request.headers)
+            return binding.process_reply(self.client, binding.get(request.operation), response)
+
+    @contextmanager
+    def _typed(self, operation: str, ref: str | None) -> Iterator[None]:
+        """Every failure of building, posting or reading a request as a typed error."""
         answers = self.transport.answers
         try:
-            return getattr(self.service, operation)(**kwargs)
+            yield
         except (requests.RequestException, ZeepError, _UnreadableAnswer) as exc:
             raise self._classify(exc, operation, ref) from exc
         except Exception as exc:  # noqa: BLE001 - zeep trips over some answers (an empty Body, an odd Fault)

@@ -60,6 +60,61 @@ def test_the_calls_run_in_a_child_and_every_report_arrives_once_with_its_attachm
 
 
 @pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
+def test_the_step_builds_each_create_without_attachments_and_the_child_only_sends_it(
+        stack: SandboxStack, ledger_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Building a request (zeep's envelope, the REST body) is off the calls' path: the step
+    builds the next chunk's while the child sends the chunk before. Here a create the child
+    had to build itself fails, so every report arriving once shows each was built ahead."""
+    from paht_bridge.connectors.edxml_soap import EdxmlSoapClient
+    from paht_bridge.connectors.rest_docs import RestDocsClient
+
+    load_backlog(stack, 40, with_attachments=False)
+    ingest_all(ledger_url)
+    built: list[tuple[int, str]] = []
+    for cls in (EdxmlSoapClient, RestDocsClient):
+        def counted(self, record, real=cls.prepare_create):  # noqa: ANN001, ANN202
+            built.append((os.getpid(), record.external_ref))
+            return real(self, record)
+
+        def refused(self, record, attachments):  # noqa: ANN001, ANN202
+            raise RuntimeError("the child built a request")
+
+        monkeypatch.setattr(cls, "prepare_create", counted)
+        monkeypatch.setattr(cls, "create_document", refused)
+    totals: dict[str, int] = {}
+    for ctx in contexts(ledger_url, "built-ahead", batch_size=7, call_process=True):
+        for key, value in deliver(ctx).counts.items():
+            totals[key] = totals.get(key, 0) + value
+    figures = exactly_once(stack, ledger_url)
+    assert totals == {"delivered": 40} and figures["documents"] == 40 and figures["duplicated"] == 0, (totals, figures)
+    assert len({ref for _, ref in built}) == 40 and {pid for pid, _ in built} == {os.getpid()}
+
+
+def test_a_request_that_cannot_be_built_ahead_is_left_to_the_child() -> None:
+    """Building ahead is only a head start: a target that cannot, a failure to build (the child
+    then builds it and fails as that call, typed, in order) and a wrapper that merely forwards
+    attributes (its own ``create_document`` must not be bypassed) all leave the record to the child."""
+    dl = importlib.import_module("paht_bridge.ledger.steps.deliver")
+
+    class Builds:
+        def prepare_create(self, record):  # noqa: ANN001, ANN202
+            return ("built", record)
+
+    class Fails:
+        def prepare_create(self, record):  # noqa: ANN001, ANN202
+            raise ValueError("no")
+
+    class Forwards:
+        def __getattr__(self, attribute: str) -> object:
+            return getattr(Builds(), attribute)
+
+    assert dl._prepared(Builds(), "r") == ("built", "r")
+    assert dl._prepared(Fails(), "r") is None
+    assert dl._prepared(Forwards(), "r") is None
+    assert dl._prepared(object(), "r") is None
+
+
+@pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
 def test_error_and_stall_rates_through_a_child_deliver_everything_once(stack: SandboxStack, ledger_url: str) -> None:
     """30 % errors and 10 % timeouts after commit: the child stops at each failure, the step
     writes it in order and hands the rest over again; nothing is lost or sent twice."""
@@ -131,19 +186,19 @@ def test_a_child_killed_mid_chunk_fails_the_step_and_the_next_run_finds_what_it_
                if c.mapping.deployment == "dien_bien")
     target = ctx.connectors.target("tdoffice_dienbien")
     parent, created = os.getpid(), []
-    real_create = target.create_document
+    real_send = target.send_prepared  # the step builds each create; the child sends it
 
-    def create_then_die(record, attachments):  # noqa: ANN001, ANN202
-        receipt = real_create(record, attachments)
-        created.append(record.external_ref)
+    def send_then_die(prepared):  # noqa: ANN001, ANN202
+        receipt = real_send(prepared)
+        created.append(prepared.external_ref)
         if os.getpid() != parent and len(created) == 4:
             os.kill(os.getpid(), signal.SIGKILL)
         return receipt
 
-    target.create_document = create_then_die  # the child is forked with it
+    target.send_prepared = send_then_die  # the child is forked with it
     with pytest.raises(CallProcessDied, match="ended mid-chunk"):
         deliver(ctx)
-    del target.create_document
+    del target.send_prepared
     with sessions(ledger_url)() as session:
         sending = session.scalar(select(func.count(DeliveryRow.id)).where(DeliveryRow.state == "sending"))
     assert sending >= 4  # what the child sent, and what was marked with it, waits for a lookup

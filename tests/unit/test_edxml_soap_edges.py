@@ -283,3 +283,39 @@ def test_request_bodies_are_never_logged(client: EdxmlSoapClient, caplog: pytest
     client.create_document(record().model_copy(update={"reporter": Reporter(name="Lê Văn C", phone="0987654321")}), [])
     assert "0987654321" not in caplog.text and "Lê Văn C" not in caplog.text
     assert "ref=PAHT-quangtri-ioc-7" in caplog.text
+
+
+# ---------------------------------------------------------------- a create built ahead, sent from elsewhere
+
+
+def test_a_create_built_ahead_posts_the_same_request_from_another_client(client: EdxmlSoapClient, mocked: responses.RequestsMock) -> None:
+    """The deliver step builds a request and its call process sends it: after a pickle, from
+    another client object, the same bytes and headers go out, and the answer is read the same."""
+    import pickle
+
+    serve(SEND_OK)
+    serve(SEND_OK)
+    client.create_document(record(), [])
+    prepared = pickle.loads(pickle.dumps(client.prepare_create(record())))
+    other = EdxmlSoapClient("qt-edxml", ENDPOINT, username="u", password="p", timeout=3)
+    receipt = other.send_prepared(prepared)
+    assert (receipt.external_ref, receipt.document_id, receipt.created) == ("PAHT-quangtri-ioc-7", "VBD-1", True)
+    direct, ahead = mocked.calls[0].request, mocked.calls[1].request
+    assert ahead.body == direct.body and b"PAHT-quangtri-ioc-7" in ahead.body
+    assert {k: ahead.headers[k] for k in ("SOAPAction", "Content-Type", "Authorization")} == \
+        {k: direct.headers[k] for k in ("SOAPAction", "Content-Type", "Authorization")}
+
+
+def test_a_create_built_ahead_that_loses_its_answer_is_ambiguous(client: EdxmlSoapClient) -> None:
+    prepared = client.prepare_create(record())
+    serve(requests.exceptions.ReadTimeout("read timed out"))
+    with pytest.raises(AmbiguousError, match="no complete answer"):
+        client.send_prepared(prepared)
+
+
+def test_a_request_that_does_not_fit_the_wsdl_fails_to_build_as_a_permanent_error(client: EdxmlSoapClient,
+                                                                                 mocked: responses.RequestsMock) -> None:
+    with pytest.raises(PermanentError, match="could not be built|does not fit the WSDL") as failure:
+        client._soap.prepare("SendDocument", "PAHT-x-1", edXMLEnvelope={"NoSuchPart": 1})
+    assert (failure.value.operation, failure.value.ref) == ("SendDocument", "PAHT-x-1")
+    assert len(mocked.calls) == 0

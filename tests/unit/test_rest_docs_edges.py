@@ -213,3 +213,33 @@ def test_a_spool_file_of_the_wrong_size_fails_before_anything_is_sent(photo: Loc
 def test_the_reporter_never_shows_in_a_repr() -> None:
     wire = WireReporter.from_reporter(Reporter(name="Lò Văn A", phone="0912345678"))
     assert "0912345678" not in repr(wire) and "Lò Văn A" not in repr(wire)
+
+
+@responses.activate
+def test_a_create_built_ahead_sends_the_same_document_from_another_client(client: RestDocsClient, record: DocumentRecord) -> None:
+    """The deliver step builds the body and its call process sends it: after a pickle, from
+    another client object, the same parts, headers and idempotency key go out."""
+    import pickle
+
+    responses.post(CREATE, json=CREATED, status=201)
+    responses.post(CREATE, json=CREATED, status=201)
+    client.create_document(record, [])
+    prepared = pickle.loads(pickle.dumps(client.prepare_create(record)))
+    receipt = RestDocsClient("tdoffice-dienbien", BASE, token="t0ken", timeout=(1.0, 2.0)).send_prepared(prepared)
+    assert (receipt.external_ref, receipt.document_id, receipt.created) == (REF, "VBD-000042", True)
+    direct, ahead = (call.request for call in responses.calls)
+    for request in (direct, ahead):
+        assert request.headers["Idempotency-Key"] == REF and request.headers["Authorization"] == "Bearer t0ken"
+        assert int(request.headers["Content-Length"]) == len(request.body)
+    sent = [multipart_parts(r.body, r.headers["Content-Type"]) for r in (direct, ahead)]
+    assert sent[0] == sent[1] and set(sent[1]) == {"van_ban"}
+    assert json.loads(sent[1]["van_ban"][1])["so_ky_hieu"] == REF
+
+
+@responses.activate
+def test_a_create_built_ahead_that_loses_its_answer_is_ambiguous(client: RestDocsClient, record: DocumentRecord) -> None:
+    prepared = client.prepare_create(record)
+    responses.post(CREATE, body=requests.exceptions.ReadTimeout("read timed out"))
+    with pytest.raises(AmbiguousError) as caught:
+        client.send_prepared(prepared)
+    assert caught.value.ref == REF and caught.value.operation == "create_document"

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
+from paht_bridge.connectors.base import PreparedSend
 from paht_bridge.connectors.spool import spooled_attachments
 from paht_bridge.ledger.steps import forked
 from paht_bridge.mappings.canonical import DocumentReceipt, DocumentRecord, Report
@@ -50,11 +51,13 @@ class CallProcessDied(RuntimeError):
 
 @dataclass(frozen=True)
 class Call:
-    """One create, as the child needs it: ``report`` only when attachments are to be fetched."""
+    """One create, as the child needs it: its request built by the step (``prepared``), or
+    the record to build it from, with ``report`` only when attachments are to be fetched."""
 
     target: str
-    record: DocumentRecord
+    record: DocumentRecord | None
     report: Report | None = None
+    prepared: PreparedSend | None = None
 
 
 @dataclass
@@ -132,6 +135,9 @@ def _make(calls: list[Call], stop_by: float, connectors: Any, parent: int) -> An
             answer.stopped = LEASE
             return answer
         try:
+            if call.prepared is not None:
+                answer.receipts.append(connectors.target(call.target).send_prepared(call.prepared))
+                continue
             source = connectors.source(call.report.source) if call.report is not None else None
             with spooled_attachments(source, call.report) if source is not None else nullcontext([]) as attachments:
                 if attachments and time.monotonic() >= stop_by:  # a long download: checked again right before the call

@@ -18,6 +18,7 @@ from sqlalchemy import Update, func, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from paht_bridge.connectors.base import DocumentSystem, PreparedSend
 from paht_bridge.connectors.errors import AmbiguousError, ConnectorError, MalformedResponse, PermanentError, TransientError
 from paht_bridge.connectors.spool import spooled_attachments
 from paht_bridge.ledger import bulk, circuit
@@ -198,7 +199,7 @@ def _deliver_through_process(ctx: StepContext, result: StepResult) -> StepResult
                 if calls is None:
                     calls = _start_call_process(ctx)
                 queue.append(_InFlight(session, items, ctx.clock() + ctx.lease / 2))
-                calls.submit(_calls_of(items), _stop_by(ctx, queue[-1].renew_at))
+                calls.submit(_calls_of(ctx, items), _stop_by(ctx, queue[-1].renew_at))
             while len(queue) > (0 if careful else 1):
                 careful |= _settle(ctx, calls, queue, opened, result)
     except BaseException as error:  # a timeout or a kill of the task too: the child is not left sending
@@ -228,8 +229,31 @@ def _start_call_process(ctx: StepContext) -> CallProcess:
     return CallProcess(ctx.connectors)
 
 
-def _calls_of(items: list[tuple[DeliveryRow, Report, DocumentRecord]]) -> list[Call]:
-    return [Call(delivery.target, record, report if report.attachments else None) for delivery, report, record in items]
+def _calls_of(ctx: StepContext, items: list[tuple[DeliveryRow, Report, DocumentRecord]]) -> list[Call]:
+    """A chunk's calls, each create without attachments built here (while the child sends the
+    chunk before), so the child only sends it; with attachments the child fetches and builds."""
+    calls = []
+    for delivery, report, record in items:
+        if report.attachments:
+            calls.append(Call(delivery.target, record, report))
+        elif (prepared := _prepared(ctx.connectors.target(delivery.target), record)) is not None:
+            calls.append(Call(delivery.target, None, prepared=prepared))
+        else:
+            calls.append(Call(delivery.target, record))
+    return calls
+
+
+def _prepared(target: DocumentSystem, record: DocumentRecord) -> PreparedSend | None:
+    """``target``'s request for ``record``, if its class can build one ahead (``PreparesCreates``:
+    looked up on the class, so a wrapper that only forwards attributes is never bypassed).
+    If building fails, None: the child builds it and fails as that call, typed, in order."""
+    prepare = getattr(type(target), "prepare_create", None)
+    if prepare is None:
+        return None
+    try:
+        return prepare(target, record)
+    except Exception:  # noqa: BLE001 - the same error comes from the child's own try, where it is handled
+        return None
 
 
 def _stop_by(ctx: StepContext, renew_at: datetime) -> float:
@@ -286,7 +310,7 @@ def _send_rest(ctx: StepContext, calls: CallProcess, chunk: _InFlight, stopped: 
             if not chunk.items:
                 break
         calls.resume()
-        calls.submit(_calls_of(chunk.items), _stop_by(ctx, chunk.renew_at))
+        calls.submit(_calls_of(ctx, chunk.items), _stop_by(ctx, chunk.renew_at))
         answer = calls.collect()
         failed |= _record_answer(ctx, chunk, answer, opened, result)
         chunk.items = chunk.items[len(answer.receipts) + (answer.stopped == FAILED):]
