@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from paht_bridge.mappings.canonical import (
@@ -84,11 +84,12 @@ class DocumentSystem(Protocol):
 @dataclass(frozen=True)
 class PreparedSend:
     """A create's request, built but not sent: ``request`` is the connector's own wire form
-    (bytes and headers), which pickles. ``attachments``: how many parts it carries."""
+    (bytes and headers), which pickles. ``attachments``: how many parts it carries. The
+    request may carry personal data (where the mapping sends it): never in a repr."""
 
     external_ref: str
     attachments: int
-    request: Any
+    request: Any = field(repr=False)
 
 
 @runtime_checkable

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -115,12 +115,13 @@ class GuardedTransport(Transport):
 
 @dataclass(frozen=True)
 class SoapRequest:
-    """A SOAP request as zeep posts it: the envelope's bytes and the HTTP headers."""
+    """A SOAP request as zeep posts it: the envelope's bytes and the HTTP headers. The body
+    may carry a reporter's name and phone (where the mapping sends them): never in a repr."""
 
     operation: str
     address: str
-    body: bytes
-    headers: dict[str, str]
+    body: bytes = field(repr=False)
+    headers: dict[str, str] = field(repr=False)
 
 
 class SoapCaller:

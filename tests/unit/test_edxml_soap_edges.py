@@ -319,3 +319,9 @@ def test_a_request_that_does_not_fit_the_wsdl_fails_to_build_as_a_permanent_erro
         client._soap.prepare("SendDocument", "PAHT-x-1", edXMLEnvelope={"NoSuchPart": 1})
     assert (failure.value.operation, failure.value.ref) == ("SendDocument", "PAHT-x-1")
     assert len(mocked.calls) == 0
+
+
+def test_a_create_built_ahead_keeps_the_reporter_out_of_its_repr(client: EdxmlSoapClient) -> None:
+    prepared = client.prepare_create(record().model_copy(update={"reporter": Reporter(name="Lê Văn C", phone="0987654321")}))
+    assert "0987654321".encode() in prepared.request.body  # the mapping sends it here: it is in the request
+    assert "0987654321" not in repr(prepared) and "Lê Văn C" not in repr(prepared)
