@@ -5,7 +5,8 @@ outcomes) is a third of a create's time; on one core it adds to it. A thread can
 (CPython's GIL: the answer waits for the step's thread, ``bench/NOTES.md``); a forked child
 on the other core can. The child only calls: every decision about the ledger, the lease and
 the circuit stays with the step, which hands it a chunk at a time and reads back what
-happened, in order.
+happened, in order. Where the connector can (``PreparesCreates``), the step also builds each
+request while the child sends the chunk before: the child only posts it and reads the answer.
 
 What keeps exactly-once across the boundary:
 - the child is handed only deliveries already recorded *sending* under a live lease;
