@@ -92,7 +92,6 @@ class PreparedSend:
     request: Any = field(repr=False)
 
 
-@runtime_checkable
 class PreparesCreates(Protocol):
     """A document system whose creates can be built in one process and sent from another:
     the deliver step builds the next chunk's requests while its call process sends the

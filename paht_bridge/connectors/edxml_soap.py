@@ -22,12 +22,12 @@ from typing import Any
 from pydantic import ValidationError as PydanticValidationError
 from zeep.helpers import serialize_object
 
+from paht_bridge.connectors.base import PreparedSend
 from paht_bridge.connectors.errors import MalformedResponse, PermanentError
 from paht_bridge.connectors.limits import DEFAULT_LIMITS, ConnectorLimits
 from paht_bridge.connectors.outbound import FULL_TEXT_NAME, FULL_TEXT_NOTE, NAME_LIMIT, aware, nfc, read_spooled, short_name, shorten  # noqa: F401 - NAME_LIMIT: part of this module's API
 from paht_bridge.connectors.outbound import outbound_text as _outbound
 from paht_bridge.connectors.outbound import xml_safe as _xml_safe
-from paht_bridge.connectors.base import PreparedSend
 from paht_bridge.connectors.soap import MESSAGE_CHARS, SoapCaller, _printable
 from paht_bridge.mappings.canonical import (
     VIETNAM_TZ,
