@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import tempfile
 from datetime import datetime
 from pathlib import Path
 from statistics import median
 
-from bench.common import RESULTS, context, cpu_seconds, cpu_spent, drop_databases, fresh_ledger, private_homes, sandbox
+from bench.common import RESULTS, context, cpu_seconds, cpu_spent, fresh_ledger, sandbox, trial_home
 
 DEPLOYMENTS = ("quang_tri", "dien_bien")
 
@@ -60,26 +58,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reports", type=int, default=2000)
     parser.add_argument("--repetitions", type=int, default=4)
     args = parser.parse_args(argv)
-    import airflow.sdk  # noqa: F401 - Airflow sets up its logging on import; ours goes after it
-    from sqlalchemy.orm import configure_mappers
-
-    from paht_bridge.tasks import settle_heap
-
-    logging.basicConfig(filename=Path(tempfile.gettempdir()) / "paht-bench.log", filemode="w", level=logging.INFO, force=True)
-    configure_mappers()
-    settle_heap()
     runs: dict[str, list[dict]] = {"executemany": [], "json": []}
-    with tempfile.TemporaryDirectory(prefix="paht-bench-") as tmp:
-        home = Path(tmp)
-        private_homes(home)
-        try:
-            for rep in range(args.repetitions):
-                order = ("executemany", "json") if rep % 2 == 0 else ("json", "executemany")
-                for mode in order:
-                    runs[mode].append(one_run(args.reports, home, json_rows=mode == "json"))
-                    print(rep, mode, runs[mode][-1], flush=True)
-        finally:
-            drop_databases()
+    with trial_home() as home:
+        from sqlalchemy.orm import configure_mappers
+
+        from paht_bridge.tasks import settle_heap
+
+        configure_mappers()
+        settle_heap()
+        for rep in range(args.repetitions):
+            order = ("executemany", "json") if rep % 2 == 0 else ("json", "executemany")
+            for mode in order:
+                runs[mode].append(one_run(args.reports, home, json_rows=mode == "json"))
+                print(rep, mode, runs[mode][-1], flush=True)
     medians = {mode: {phase: {key: round(median(run[phase][key] for run in done), 3) for key in done[0][phase]}
                       for phase in done[0]} for mode, done in runs.items()}
     result = {"when": datetime.now().isoformat(timespec="seconds"), "reports": args.reports,

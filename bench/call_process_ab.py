@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
-import tempfile
 import time
 from pathlib import Path
 
-from bench.common import RESULTS, drop_databases, fresh_ledger, private_homes, sandbox
+from bench.common import RESULTS, fresh_ledger, sandbox, trial_home
 from bench.pipeline import pipeline, transport_floor
 
 VARIANTS = {"inline": "off", "call-process": "on"}
@@ -82,15 +80,8 @@ def main() -> None:
     parser.add_argument("--repetitions", type=int, default=3)
     parser.add_argument("--reports", type=int, default=2000)
     args = parser.parse_args()
-    import airflow.sdk  # noqa: F401 - Airflow sets up its logging on import; ours goes after it
-
-    logging.basicConfig(filename=Path(tempfile.gettempdir()) / "paht-bench-ab.log", level=logging.INFO, force=True)
-    with tempfile.TemporaryDirectory(prefix="paht-ab-") as tmp:
-        private_homes(Path(tmp))
-        try:
-            rows = run(args.reports, args.repetitions, ("sqlite", "postgresql"), Path(tmp))
-        finally:
-            drop_databases()
+    with trial_home("paht-bench-ab.log") as home:
+        rows = run(args.reports, args.repetitions, ("sqlite", "postgresql"), home)
     RESULTS.mkdir(parents=True, exist_ok=True)
     summary = {variant: {kind: [r["overhead_ratio"] for r in rows if r["variant"] == variant and r["ledger"] == kind]
                          for kind in ("sqlite", "postgresql")} for variant in VARIANTS}

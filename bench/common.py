@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -156,3 +157,20 @@ def private_homes(home: Path) -> None:
     os.environ["PAHT_HOME"] = str(home)
     os.environ.setdefault("AIRFLOW_HOME", str(home / "airflow"))
     os.environ.pop("PAHT_LEDGER_URL", None)
+
+
+@contextmanager
+def trial_home(log_name: str = "paht-bench.log") -> Iterator[Path]:
+    """An A/B script's set-up: Airflow's logging first, the bridge's log lines to a file in the
+    temporary directory (off the terminal), private homes in a fresh directory, and every
+    PostgreSQL database the trial made dropped afterwards."""
+    import airflow.sdk  # noqa: F401 - Airflow sets up its logging on import; ours goes after it
+
+    logging.basicConfig(filename=Path(tempfile.gettempdir()) / log_name, filemode="w", level=logging.INFO, force=True)
+    with tempfile.TemporaryDirectory(prefix="paht-bench-") as tmp:
+        home = Path(tmp)
+        private_homes(home)
+        try:
+            yield home
+        finally:
+            drop_databases()

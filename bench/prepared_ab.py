@@ -16,13 +16,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import logging
-import tempfile
 from datetime import datetime
 from pathlib import Path
 from statistics import median
 
-from bench.common import RESULTS, drop_databases, fresh_ledger, private_homes, sandbox
+from bench.common import RESULTS, fresh_ledger, sandbox, trial_home
 from bench.pipeline import Meter, _seconds, pipeline, transport_floor
 
 WAYS = ("in_the_child", "in_the_step")
@@ -53,27 +51,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ledger", action="append", choices=("sqlite", "postgresql"))
     args = parser.parse_args(argv)
     ledgers = tuple(args.ledger or ("sqlite", "postgresql"))
-    import airflow.sdk  # noqa: F401 - Airflow sets up its logging on import; ours goes after it
-
-    logging.basicConfig(filename=Path(tempfile.gettempdir()) / "paht-bench.log", filemode="w", level=logging.INFO, force=True)
     floors: list[float] = []
     runs: dict[str, dict[str, list]] = {ledger: {way: [] for way in WAYS} for ledger in ledgers}
-    with tempfile.TemporaryDirectory(prefix="paht-bench-") as tmp:
-        home = Path(tmp)
-        private_homes(home)
-        try:
-            for rep in range(args.repetitions):
-                with sandbox() as box:
-                    box.call("POST", "/backlog", params={"n": args.reports})
-                    floors.append(_seconds(transport_floor(f"ab{rep}")))
-                print(rep, "floor", round(floors[-1], 3), flush=True)
-                for ledger in ledgers:
-                    for way in WAYS if rep % 2 == 0 else WAYS[::-1]:
-                        seconds, spent = one_pipeline(args.reports, home, ledger, way, f"ab{rep}{way[7]}")
-                        runs[ledger][way].append({"seconds": round(seconds, 3), "cpu": spent})
-                        print(rep, ledger, way, round(seconds, 3), spent, flush=True)
-        finally:
-            drop_databases()
+    with trial_home() as home:
+        for rep in range(args.repetitions):
+            with sandbox() as box:
+                box.call("POST", "/backlog", params={"n": args.reports})
+                floors.append(_seconds(transport_floor(f"ab{rep}")))
+            print(rep, "floor", round(floors[-1], 3), flush=True)
+            for ledger in ledgers:
+                for way in WAYS if rep % 2 == 0 else WAYS[::-1]:
+                    seconds, spent = one_pipeline(args.reports, home, ledger, way, f"ab{rep}{way[7]}")
+                    runs[ledger][way].append({"seconds": round(seconds, 3), "cpu": spent})
+                    print(rep, ledger, way, round(seconds, 3), spent, flush=True)
     floor = median(floors)
     summary = {ledger: {way: {
         "ratio_to_median_floor": round(median(r["seconds"] for r in done) / floor, 3),
