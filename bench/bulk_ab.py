@@ -25,7 +25,7 @@ DEPLOYMENTS = ("quang_tri", "dien_bien")
 
 def one_run(reports: int, home: Path, json_rows: bool) -> dict[str, dict[str, float]]:
     from paht_bridge.ledger import bulk
-    from paht_bridge.ledger.steps import deliver, ingest
+    from paht_bridge.steps import deliver, ingest
 
     real = bulk.is_postgresql
     # The only switch: with it off, every bulk statement takes the executemany path SQLite takes.

@@ -31,7 +31,7 @@ _CHILD_WAIT: list[float] = []  # seconds each call process spent waiting for a c
 
 def _watch_children() -> None:
     """Read each call process's run-queue wait just before it is stopped."""
-    from paht_bridge.ledger.steps.call_process import CallProcess
+    from paht_bridge.steps.call_process import CallProcess
 
     close = CallProcess.close
 

@@ -65,7 +65,7 @@ def kill_run(trials: int, home: Path) -> dict:
 
 
 def error_rate_run(reports: int, workers: int, home: Path) -> dict:
-    from paht_bridge.ledger.steps import deliver
+    from paht_bridge.steps import deliver
     from paht_bridge.sandbox.backlog import load_backlog
     from tests.chaos.harness import MovableClock, contexts, exactly_once, ingest_all, undelivered
 

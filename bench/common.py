@@ -118,8 +118,8 @@ def drop_databases() -> None:
 def context(url: str, name: str, run_id: str, batch_size: int = 100, **target_changes: Any):  # noqa: ANN201
     from paht_bridge.connectors.hooks import AirflowConnectors
     from paht_bridge.ledger.db import sessions
-    from paht_bridge.ledger.steps import StepContext
-    from paht_bridge.mappings.config import deployment
+    from paht_bridge.steps import StepContext
+    from paht_bridge.config.deployment import deployment
     from paht_bridge.tasks import call_process_wanted
 
     mapping = deployment(name)

@@ -36,7 +36,7 @@ def worker(size: int) -> dict:
     import resource
 
     from bench.common import context, fresh_ledger, private_homes
-    from paht_bridge.ledger.steps import deliver, ingest
+    from paht_bridge.steps import deliver, ingest
 
     with tempfile.TemporaryDirectory(prefix="paht-bench-mem-") as tmp:
         home = Path(tmp)

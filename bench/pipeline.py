@@ -33,9 +33,9 @@ def transport_floor(tag: str, cpu: Meter | None = None) -> dict[str, float]:
     """Seconds for the bare calls, per deployment: listing all pages, creating all documents
     (``cpu``: adds up the CPU time of every process over the timed parts)."""
     from paht_bridge.connectors.hooks import AirflowConnectors
-    from paht_bridge.mappings.admin_units import resolve_units
-    from paht_bridge.mappings.config import deployment
-    from paht_bridge.mappings.transforms import build_document, routes
+    from paht_bridge.normalise.admin_units import resolve_units
+    from paht_bridge.config.deployment import deployment
+    from paht_bridge.normalise.transforms import build_document, routes
     from paht_bridge.tasks import settle_heap
 
     settle_heap()  # as in ``pipeline``: whichever runs first in the process settles it for both
@@ -68,7 +68,7 @@ def pipeline(url: str, tag: str, deliver_with: Callable[[Any, str], float] | Non
     """Seconds for the bridge's ingest and deliver steps, per deployment, on ledger ``url``
     (``deliver_with(ctx, deployment)``: another way to deliver, timing itself; a trial's;
     ``cpu``: adds up the CPU time of every process over the timed parts)."""
-    from paht_bridge.ledger.steps import deliver, ingest
+    from paht_bridge.steps import deliver, ingest
 
     from sqlalchemy.orm import configure_mappers
 
@@ -103,7 +103,7 @@ def pipeline(url: str, tag: str, deliver_with: Callable[[Any, str], float] | Non
 def concurrent_throughput(reports: int, ledger: str, concurrency: int, home: Path, latency: float = 0.0) -> dict[str, float]:
     """P3 with ``send_concurrency`` senders per target: reports/s the deliver step reaches
     (``latency``: seconds the document systems add to every answer)."""
-    from paht_bridge.ledger.steps import deliver, ingest
+    from paht_bridge.steps import deliver, ingest
 
     with sandbox() as box:
         box.call("POST", "/backlog", params={"n": reports})

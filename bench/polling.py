@@ -25,7 +25,7 @@ def _fill_ledger(url: str, pairs: list[list[str]], deadlines: list) -> None:  # 
 
     from paht_bridge.ledger.db import engine
     from paht_bridge.ledger.models import DeliveryRow, ReportRow
-    from paht_bridge.mappings.canonical import vietnam_now
+    from paht_bridge.canonical import vietnam_now
 
     now = vietnam_now()
     reports, deliveries = [], []
@@ -48,9 +48,9 @@ def run(open_documents: int, changed: int, budget: int, home: Path, seed: int = 
 
     from paht_bridge.ledger.db import sessions
     from paht_bridge.ledger.models import DeliveryRow
-    from paht_bridge.ledger.steps import poll
+    from paht_bridge.steps import poll
     from paht_bridge.ledger.store import set_cursor
-    from paht_bridge.mappings.canonical import vietnam_now
+    from paht_bridge.canonical import vietnam_now
 
     rng = random.Random(seed)
     out: dict = {"open_documents": open_documents, "changed": changed}
@@ -58,7 +58,7 @@ def run(open_documents: int, changed: int, budget: int, home: Path, seed: int = 
         # One real document through the API: the shape every bulk document copies.
         box.call("POST", "/backlog", params={"n": 2})
         url0 = fresh_ledger("sqlite", home)
-        from paht_bridge.ledger.steps import deliver, ingest
+        from paht_bridge.steps import deliver, ingest
 
         ctx0 = context(url0, "dien_bien", "template")
         ingest(ctx0)

@@ -27,7 +27,7 @@ WAYS = ("in_the_child", "in_the_step")
 
 
 def one_pipeline(reports: int, home: Path, ledger: str, way: str, tag: str) -> tuple[float, dict[str, float]]:
-    deliver_module = importlib.import_module("paht_bridge.ledger.steps.deliver")  # the package re-exports the function
+    deliver_module = importlib.import_module("paht_bridge.steps.deliver")  # the package re-exports the function
     real = deliver_module._prepared
     if way == "in_the_child":
         deliver_module._prepared = lambda target, record: None

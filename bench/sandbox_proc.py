@@ -89,7 +89,7 @@ def control_app(stack: SandboxStack) -> FastAPI:
     def move_on(refs: list[str] = Body()) -> dict[str, int]:  # noqa: B008
         """The agency desk moves these documents (only) one stage on."""
         state, moved = stack.rest_state, 0
-        from paht_bridge.mappings.canonical import vietnam_now
+        from paht_bridge.canonical import vietnam_now
 
         with state._lock:  # noqa: SLF001
             for ref in refs:

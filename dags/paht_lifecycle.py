@@ -1,6 +1,6 @@
 """When PAHT bridge runs: one DAG per lifecycle stage, each task a batch per deployment.
 
-Thin on purpose (DESIGN §7): the steps live in ``paht_bridge.ledger.steps``; this file
+Thin on purpose (DESIGN §7): the steps live in ``paht_bridge.steps``; this file
 only sets schedules, retries and Asset links, and does no I/O at import time beyond
 listing the deployment mapping files. Tasks map over deployments, never over reports.
 
@@ -18,7 +18,7 @@ from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, AssetWatcher, get_curre
 from airflow.timetables.trigger import CronTriggerTimetable
 
 from paht_bridge.alerts import PahtAlertNotifier
-from paht_bridge.mappings.config import deployment_names
+from paht_bridge.config.deployment import deployment_names
 from paht_bridge.plugins.new_reports_trigger import NewReportsTrigger
 
 TZ = "Asia/Ho_Chi_Minh"

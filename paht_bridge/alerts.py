@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from paht_bridge.connectors.hooks import base_url
 from paht_bridge.connectors.http import HttpTransport
-from paht_bridge.mappings.config import Deployment, deployment
+from paht_bridge.config.deployment import Deployment, deployment
 
 log = logging.getLogger("paht_bridge.alerts")
 
@@ -63,7 +63,7 @@ class PahtAlertNotifier(BaseNotifier):
         self.deployments = deployments
 
     def notify(self, context: dict[str, Any]) -> None:
-        from paht_bridge.mappings.config import deployment_names
+        from paht_bridge.config.deployment import deployment_names
 
         ti = context.get("ti") or context.get("task_instance")
         what = f"{getattr(ti, 'dag_id', '?')}.{getattr(ti, 'task_id', '?')} (run {context.get('run_id')})"

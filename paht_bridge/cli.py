@@ -62,8 +62,8 @@ def _duplicate_links(session: object, found: object) -> dict:
 def _unlink(args: argparse.Namespace) -> int:
     from paht_bridge.ledger.db import migrate, sessions
     from paht_bridge.ledger.ioc_views import matching_reports
-    from paht_bridge.ledger.steps.context import operator_context
-    from paht_bridge.ledger.steps.ingest import UnlinkRefused, unlink_duplicate
+    from paht_bridge.steps.context import operator_context
+    from paht_bridge.steps.ingest import UnlinkRefused, unlink_duplicate
 
     migrate()
     console = Console()
@@ -94,7 +94,7 @@ def _stats(args: argparse.Namespace) -> int:
 
 def _replay(args: argparse.Namespace) -> int:
     from paht_bridge.ledger.db import migrate, sessions
-    from paht_bridge.ledger.replay import replay_dead_letters
+    from paht_bridge.operations.replay import replay_dead_letters
 
     migrate()
     if args.quarantine:
@@ -125,9 +125,9 @@ def _forget(args: argparse.Namespace) -> int:
 
 
 def _replay_quarantine(args: argparse.Namespace) -> int:
-    from paht_bridge.ledger.steps.context import operator_context
-    from paht_bridge.ledger.steps.ingest import replay_quarantine
-    from paht_bridge.mappings.config import deployment_names
+    from paht_bridge.steps.context import operator_context
+    from paht_bridge.steps.ingest import replay_quarantine
+    from paht_bridge.config.deployment import deployment_names
 
     console = Console()
     for name in [args.deployment] if args.deployment else deployment_names():
@@ -137,7 +137,7 @@ def _replay_quarantine(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from paht_bridge.mappings.validate import deployment_files, validate_file, write_json_schema
+    from paht_bridge.config.validate import deployment_files, validate_file, write_json_schema
 
     console = Console(highlight=False)
     if args.schema:
@@ -165,11 +165,11 @@ def _shown(path: Path) -> Path:
 def _backfill(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from paht_bridge.ledger.backfill import PageDone, backfill
+    from paht_bridge.operations.backfill import PageDone, backfill
     from paht_bridge.ledger.db import migrate
     from paht_bridge.connectors.errors import ConnectorError
-    from paht_bridge.ledger.steps.context import operator_context, partial_result
-    from paht_bridge.mappings.config import deployment_names
+    from paht_bridge.steps.context import operator_context, partial_result
+    from paht_bridge.config.deployment import deployment_names
 
     if args.to < args.start:
         raise SystemExit(f"paht backfill: --to {args.to} is before --from {args.start}")

@@ -21,10 +21,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from paht_bridge.config.folders import shipped_mappings
 from paht_bridge.sandbox.stack import SandboxUrls
 
 REPO = Path(__file__).resolve().parents[1]
 DAGS_FOLDER = REPO / "dags"
+PLUGINS_FOLDER = REPO / "plugins"
 LIFECYCLE = ("paht_ingest", "paht_deliver", "paht_poll_publish", "paht_ratings")
 RECONCILE = "paht_reconcile"
 
@@ -35,6 +37,9 @@ def airflow_env(home: Path) -> dict[str, str]:
         "PAHT_HOME": str(home),
         "AIRFLOW_HOME": str(home / "airflow"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PLUGINS_FOLDER),
+        # The demo runs on its own deployments (the shipped samples), whatever the operator's are.
+        "AIRFLOW__PAHT__DEPLOYMENTS_FOLDER": str(shipped_mappings()),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow' / 'airflow.db'}",
@@ -150,7 +155,7 @@ def run_demo(home: Path, console: Console | None = None, max_rounds: int = 20, s
         console.print("  migrating Airflow's metadata database (SQLite)…")
         migrate_airflow(env, log_file)
         from paht_bridge.ledger.db import migrate, sessions
-        from paht_bridge.mappings.config import deployment
+        from paht_bridge.config.deployment import deployment
 
         migrate()
         runner = DagRunner(log_file)

@@ -13,10 +13,10 @@ import os
 from paht_bridge.connectors.hooks import AirflowConnectors
 from paht_bridge.ledger.db import migrate, sessions
 from paht_bridge.ledger.models import RunRow
-from paht_bridge.ledger.steps import STEPS, StepContext
-from paht_bridge.ledger.steps.context import partial_result
-from paht_bridge.mappings.canonical import vietnam_now
-from paht_bridge.mappings.config import deployment
+from paht_bridge.steps import STEPS, StepContext
+from paht_bridge.steps.context import partial_result
+from paht_bridge.canonical import vietnam_now
+from paht_bridge.config.deployment import deployment
 from paht_bridge.privacy import install_log_masking
 
 log = logging.getLogger(__name__)

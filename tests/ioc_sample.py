@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from paht_bridge.ledger.db import encrypt, sessions
 from paht_bridge.ledger.models import DeliveryRow, QuarantineRow, RatingRow, ReportRow, RunRow
 from paht_bridge.ledger.store import record_event
-from paht_bridge.mappings.canonical import VIETNAM_TZ
+from paht_bridge.canonical import VIETNAM_TZ
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=VIETNAM_TZ)
 SAME_PERSON = ("Trần Thị Mẫu", "0912000001")

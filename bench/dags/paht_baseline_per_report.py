@@ -20,7 +20,7 @@ def list_reports() -> list[dict]:
     from airflow.sdk import get_current_context
 
     from paht_bridge.connectors.hooks import AirflowConnectors
-    from paht_bridge.mappings.config import deployment
+    from paht_bridge.config.deployment import deployment
 
     limit = int(get_current_context()["params"].get("limit") or 0)
     items = []
@@ -38,9 +38,9 @@ def list_reports() -> list[dict]:
 @task(map_index_template="{{ task.op_kwargs['item']['raw']['id'] }}")
 def deliver_report(item: dict) -> str:
     from paht_bridge.connectors.hooks import AirflowConnectors
-    from paht_bridge.mappings.admin_units import resolve_units
-    from paht_bridge.mappings.config import deployment
-    from paht_bridge.mappings.transforms import build_document, routes
+    from paht_bridge.normalise.admin_units import resolve_units
+    from paht_bridge.config.deployment import deployment
+    from paht_bridge.normalise.transforms import build_document, routes
 
     mapping = deployment(item["deployment"])
     connectors = AirflowConnectors(mapping)

@@ -281,7 +281,7 @@ class Scaleout:
 
     def finished(self) -> tuple[int, int]:
         """(reports whose life has ended, reports): rated, or published where the channel takes no ratings."""
-        from paht_bridge.mappings.config import deployment
+        from paht_bridge.config.deployment import deployment
 
         with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{self.ledger_db}") as conn:
             rows = conn.execute("select deployment, status, count(*) from reports group by deployment, status").fetchall()
@@ -455,7 +455,7 @@ def _documents(run: Scaleout) -> tuple[list[dict], list[str]]:
 def _new_report(source: str, n: int, tag: str) -> tuple[str, dict]:
     """A new report for ``source`` in the stand-in's own shape (a seed's, with a new id, stamped now),
     and the reference its document will carry (``external_ref``: ``PAHT-<source>-<id>``)."""
-    from paht_bridge.mappings.canonical import VIETNAM_TZ
+    from paht_bridge.canonical import VIETNAM_TZ
     from paht_bridge.sandbox.citizen_app import load_seed_reports
     from paht_bridge.sandbox.open311 import load_open311_seeds
     from tests.lifecycle_checks import UNRATED

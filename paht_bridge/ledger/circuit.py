@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from paht_bridge.ledger.models import CircuitRow
-from paht_bridge.mappings.config import Target
+from paht_bridge.config.deployment import Target
 
 
 def _current(session: Session, target: str) -> CircuitRow | None:

@@ -39,7 +39,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
-from paht_bridge.mappings.config import Duplicates
+from paht_bridge.config.deployment import Duplicates
 
 EARTH_RADIUS_M = 6_371_008.8  # mean Earth radius (IUGG)
 

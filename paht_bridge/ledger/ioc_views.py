@@ -21,8 +21,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from paht_bridge.ledger.models import DeliveryRow, EventRow, QuarantineRow, RatingRow, ReportRow, RunRow
-from paht_bridge.ledger.steps.status import active_delivery, duplicates_of
-from paht_bridge.mappings.canonical import VIETNAM_TZ, CanonicalStatus, RatingLevel, vietnam_now
+from paht_bridge.steps.status import active_delivery, duplicates_of
+from paht_bridge.canonical import VIETNAM_TZ, CanonicalStatus, RatingLevel, vietnam_now
 from paht_bridge.privacy import mask_phones
 
 #: Document statuses of a report at its agency and not answered yet ("đang xử lý").

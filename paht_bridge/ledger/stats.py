@@ -13,8 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from paht_bridge.ledger.models import EventRow, QuarantineRow, RatingRow, ReportRow
-from paht_bridge.ledger.steps.status import active_delivery
-from paht_bridge.mappings.canonical import VIETNAM_TZ, RatingLevel
+from paht_bridge.steps.status import active_delivery
+from paht_bridge.canonical import VIETNAM_TZ, RatingLevel
 
 
 class AgencyStats(BaseModel):

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, selectinload
 from paht_bridge.ledger import bulk
 from paht_bridge.ledger.db import encrypt
 from paht_bridge.ledger.models import CursorRow, DeliveryRow, EventRow, QuarantineRow, ReportRow
-from paht_bridge.mappings.canonical import Quarantined, vietnam_now
+from paht_bridge.canonical import Quarantined, vietnam_now
 
 
 _EVENTS = EventRow.__table__

@@ -47,7 +47,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from paht_bridge.mappings.canonical import vietnam_now
+from paht_bridge.canonical import vietnam_now
 from paht_bridge.sandbox.faults import FaultSlot, add_fault_routes
 
 SEED_FILE = Path(__file__).parent / "seeds" / "citizen_reports.json"

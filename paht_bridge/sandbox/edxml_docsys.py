@@ -24,21 +24,21 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, Response
 from lxml import etree
 from pydantic import BaseModel, Field
 
+from paht_bridge.config.folders import shipped_mappings
 from paht_bridge.connectors.xml import parse_xml
-from paht_bridge.mappings.canonical import VIETNAM_TZ
+from paht_bridge.canonical import VIETNAM_TZ
 from paht_bridge.sandbox.desk import Clock, Stage, answer_text, next_stage, refusal_text
 
 EDXML_NS = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
 SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 NS = {"ed": EDXML_NS}
-WSDL_DIR = Path(__file__).resolve().parent.parent / "connectors" / "wsdl"
+WSDL_DIR = shipped_mappings() / "wsdl"
 WSDL_FILE = WSDL_DIR / "edxml_docsys.wsdl"
 XSD_FILE = WSDL_DIR / "edxml_docsys.xsd"
 #: Attachments travel inline as base64, so a request is far bigger than an answer.

@@ -39,14 +39,14 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
 from lxml import etree
 
+from paht_bridge.config.folders import shipped_mappings
 from paht_bridge.connectors.xml import parse_xml
-from paht_bridge.mappings.canonical import VIETNAM_TZ, RatingLevel
+from paht_bridge.canonical import VIETNAM_TZ, RatingLevel
 from paht_bridge.sandbox.desk import Stage
 from paht_bridge.sandbox.edxml_docsys import (
     ENTITY_BOMB,
@@ -65,7 +65,7 @@ from paht_bridge.sandbox.edxml_docsys import (
     soap_payload,
 )
 
-WSDL_FILE = Path(__file__).resolve().parent.parent / "mappings" / "deployments" / "wsdl" / "ioffice_quangninh.wsdl"
+WSDL_FILE = shipped_mappings() / "wsdl" / "ioffice_quangninh.wsdl"
 SERVICE_NS = "urn:vnpt:ioffice:vanban:2"
 TYPES_NS = "urn:vnpt:ioffice:kieu:2"
 NS = {"k": TYPES_NS}

@@ -52,7 +52,7 @@ from lxml import etree
 from pydantic import BaseModel, ConfigDict, Field
 
 from paht_bridge.connectors.xml import xml_text
-from paht_bridge.mappings.canonical import VIETNAM_TZ, vietnam_now
+from paht_bridge.canonical import VIETNAM_TZ, vietnam_now
 from paht_bridge.sandbox.citizen_app import CATEGORY_NAMES, CHUNK, attachment_bytes
 from paht_bridge.sandbox.faults import FaultSlot, add_fault_routes
 

@@ -46,7 +46,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, Val
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from paht_bridge.mappings.canonical import vietnam_now
+from paht_bridge.canonical import vietnam_now
 from paht_bridge.sandbox.desk import Clock, Stage, answer_text, next_stage, refusal_text
 
 STATUS_BY_STAGE: dict[Stage, str] = {

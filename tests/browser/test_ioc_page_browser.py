@@ -23,7 +23,7 @@ from sqlalchemy import select
 from paht_bridge.ledger.db import sessions
 from paht_bridge.ledger.models import DeliveryRow, EventRow, ReportRow
 from paht_bridge.ledger.stats import agency_stats
-from paht_bridge.mappings.canonical import VIETNAM_TZ
+from paht_bridge.canonical import VIETNAM_TZ
 from tests.airflow_api import AIRFLOW, PASSWORD, USER, airflow_env
 from tests.demo_run import DemoRun
 

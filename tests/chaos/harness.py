@@ -18,9 +18,9 @@ from sqlalchemy import func, select
 from paht_bridge.connectors.hooks import AirflowConnectors
 from paht_bridge.ledger.db import sessions
 from paht_bridge.ledger.models import DeliveryRow, EventRow, ReportRow
-from paht_bridge.ledger.steps import StepContext, deliver, ingest
-from paht_bridge.mappings.canonical import vietnam_now
-from paht_bridge.mappings.config import Deployment, deployment, deployment_names
+from paht_bridge.steps import StepContext, deliver, ingest
+from paht_bridge.canonical import vietnam_now
+from paht_bridge.config.deployment import Deployment, deployment, deployment_names
 from paht_bridge.sandbox.stack import SandboxStack
 from tests.lifecycle_checks import documents
 

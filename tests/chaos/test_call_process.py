@@ -21,8 +21,8 @@ from sqlalchemy import func, select
 from paht_bridge.connectors.errors import AmbiguousError, MalformedResponse, TransientError
 from paht_bridge.ledger.db import sessions
 from paht_bridge.ledger.models import DeliveryRow, EventRow
-from paht_bridge.ledger.steps import deliver
-from paht_bridge.ledger.steps.call_process import CallProcessDied
+from paht_bridge.steps import deliver
+from paht_bridge.steps.call_process import CallProcessDied
 from paht_bridge.sandbox.backlog import load_backlog
 from paht_bridge.sandbox.stack import SandboxStack
 from tests.chaos.harness import MovableClock, contexts, deliver_round, deliver_until_done, exactly_once, ingest_all
@@ -94,7 +94,7 @@ def test_a_request_that_cannot_be_built_ahead_is_left_to_the_child() -> None:
     """Building ahead is only a head start: a target that cannot, a failure to build (the child
     then builds it and fails as that call, typed, in order) and a wrapper that merely forwards
     attributes (its own ``create_document`` must not be bypassed) all leave the record to the child."""
-    dl = importlib.import_module("paht_bridge.ledger.steps.deliver")
+    dl = importlib.import_module("paht_bridge.steps.deliver")
 
     class Builds:
         def prepare_create(self, record):  # noqa: ANN001, ANN202
@@ -219,7 +219,7 @@ def test_ingest_reading_ahead_in_a_child_takes_every_page_once_and_fails_with_th
     are stored; once it is back, the next run takes the rest: every report once."""
     from paht_bridge.connectors.errors import TransientError
     from paht_bridge.ledger.models import ReportRow
-    from paht_bridge.ledger.steps import ingest
+    from paht_bridge.steps import ingest
 
     load_backlog(stack, 450, with_attachments=False)
     stack.take_down("dienbien_smart")
@@ -286,7 +286,7 @@ def test_a_step_that_fails_with_chunks_in_flight_stops_its_child_at_once(stack: 
     """The ledger fails as the first chunk's outcomes are written, while the child works on
     the second: the child is stopped then, not left to send the second chunk; the next run
     looks up what was sent and creates the rest, each once."""
-    dl = importlib.import_module("paht_bridge.ledger.steps.deliver")
+    dl = importlib.import_module("paht_bridge.steps.deliver")
     load_backlog(stack, 60, with_attachments=False)
     ingest_all(ledger_url)
     stack.chaos["tdoffice_dienbien"].configure(latency=0.02)
@@ -316,7 +316,7 @@ def test_a_page_reader_that_dies_fails_ingest_clearly_and_the_next_run_takes_eve
     """The page reader is killed after handing over its first page: ingest fails with a clear
     error after storing what it was given; the next run goes on from the stored cursor."""
     from paht_bridge.ledger.models import ReportRow
-    from paht_bridge.ledger.steps import ingest
+    from paht_bridge.steps import ingest
 
     load_backlog(stack, 400, with_attachments=False)
     ctx = next(c for c in contexts(ledger_url, "reader", call_process=True) if c.mapping.deployment == "dien_bien")

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from paht_bridge.ledger.db import sessions
 from paht_bridge.ledger.models import CircuitRow, DeliveryRow, EventRow
-from paht_bridge.ledger.steps import StepContext
+from paht_bridge.steps import StepContext
 from paht_bridge.sandbox.backlog import load_backlog
 from paht_bridge.sandbox.stack import SandboxStack
 from tests.chaos.harness import MovableClock, contexts, deliver_round, deliver_until_done, exactly_once, ingest_all
@@ -96,7 +96,7 @@ def test_four_workers_on_one_postgres_backlog_never_send_a_report_twice(stack: S
     def worker(n: int) -> None:
         try:
             for ctx in contexts(url, f"worker-{n}", batch_size=10):
-                from paht_bridge.ledger.steps import deliver
+                from paht_bridge.steps import deliver
 
                 deliver(ctx)
         except BaseException as exc:  # surfaced below
@@ -156,8 +156,8 @@ def test_shuffled_and_repeated_status_updates_end_at_the_true_latest(ledger_url:
     """1,000 updates for 200 documents, shuffled and repeated, through the poll step."""
     from datetime import timedelta
 
-    from paht_bridge.ledger.steps import poll
-    from paht_bridge.mappings.canonical import Page, RawStatusChange, vietnam_now
+    from paht_bridge.steps import poll
+    from paht_bridge.canonical import Page, RawStatusChange, vietnam_now
 
     load_backlog(stack, 200)
     ingest_all(ledger_url)
@@ -203,7 +203,7 @@ def test_shuffled_and_repeated_status_updates_end_at_the_true_latest(ledger_url:
         ctx.connectors = type("Feeds", (), {"source": lambda self, n: real.source(n),
                                             "target": lambda self, n: ShuffledFeed(n, real.target(n))})()
         poll(ctx)
-    from paht_bridge.mappings.config import deployment
+    from paht_bridge.config.deployment import deployment
 
     tables = {t.name: t.statuses for name in ("quang_tri", "dien_bien") for t in deployment(name).targets}
     with sessions(ledger_url)() as session:
@@ -235,7 +235,7 @@ def test_killing_the_worker_at_random_points_loses_and_duplicates_nothing(stack:
 
 
 def test_reconciliation_reports_drift_between_the_ledger_and_the_systems(stack: SandboxStack, ledger_url: str) -> None:
-    from paht_bridge.ledger.steps import reconcile
+    from paht_bridge.steps import reconcile
 
     load_backlog(stack, 10)
     ingest_all(ledger_url)
@@ -292,7 +292,7 @@ def test_a_dead_letter_replayed_from_the_command_line_is_delivered_once(stack: S
 
 def _with_a_co_handler():  # noqa: ANN202 - a Deployment
     """Quảng Trị, where every report also goes to a second agency on a REST system (a second lane)."""
-    from paht_bridge.mappings.config import Deployment, deployment
+    from paht_bridge.config.deployment import Deployment, deployment
 
     base = deployment("quang_tri").model_dump(mode="json")
     rest = deployment("dien_bien").targets[0].model_dump(mode="json")
@@ -307,7 +307,7 @@ def test_a_report_for_two_agencies_is_not_delivered_until_both_have_it(stack: Sa
     from datetime import timedelta
 
     from paht_bridge.connectors.hooks import AirflowConnectors
-    from paht_bridge.ledger.steps import StepContext, deliver, ingest
+    from paht_bridge.steps import StepContext, deliver, ingest
 
     mapping = _with_a_co_handler()
     clock = MovableClock()
@@ -339,7 +339,7 @@ def test_a_worker_whose_lease_ran_out_mid_batch_does_not_send(stack: SandboxStac
     first must not send them too (found in review: two create calls per reference)."""
     from datetime import timedelta
 
-    from paht_bridge.ledger.steps.deliver import _deliver_one
+    from paht_bridge.steps.deliver import _deliver_one
     from paht_bridge.ledger.store import claim_deliveries
 
     load_backlog(stack, 4)
@@ -352,7 +352,7 @@ def test_a_worker_whose_lease_ran_out_mid_batch_does_not_send(stack: SandboxStac
                                 lease=timedelta(seconds=60), now=clock())
         assert len(held) == 2
         clock.advance(120)  # the slow worker is still busy when its lease runs out
-        from paht_bridge.ledger.steps import deliver
+        from paht_bridge.steps import deliver
 
         assert deliver(fast).counts == {"delivered": 2}  # the next worker takes over
         outcomes = [_deliver_one(session, slow, delivery) for delivery in held]
@@ -407,7 +407,7 @@ def test_a_slow_chunk_renews_its_lease_before_it_runs_out(stack: SandboxStack, l
     calls take long writes what it has sent and renews its lease on the rest before half of it
     has passed, so another worker trying meanwhile takes none of them (not even one already
     sent whose outcome is not written yet), and each is sent once, on its first try."""
-    from paht_bridge.ledger.steps import deliver
+    from paht_bridge.steps import deliver
 
     clock, slow, rival = _two_workers_on_four_reports(stack, ledger_url)
     taken: dict[str, int] = {}
@@ -424,7 +424,7 @@ def test_a_slow_chunk_renews_its_lease_before_it_runs_out(stack: SandboxStack, l
 def test_a_chunk_whose_lease_ran_out_mid_way_sends_none_of_the_rest(stack: SandboxStack, ledger_url: str) -> None:
     """One call outlives the whole lease; another worker takes the rest of the chunk over (each
     marked 'sending': it looks them up, then sends them). The first must send none of them."""
-    from paht_bridge.ledger.steps import deliver
+    from paht_bridge.steps import deliver
 
     clock, slow, rival = _two_workers_on_four_reports(stack, ledger_url)
     taken: dict[str, int] = {}
@@ -448,8 +448,8 @@ def test_the_worker_delivering_a_reports_last_lane_shows_it_delivered(stack: San
 
     from paht_bridge.connectors.hooks import AirflowConnectors
     from paht_bridge.ledger.models import ReportRow
-    from paht_bridge.ledger.steps import StepContext, StepResult, deliver, ingest
-    from paht_bridge.ledger.steps.deliver import _send_chunk
+    from paht_bridge.steps import StepContext, StepResult, deliver, ingest
+    from paht_bridge.steps.deliver import _send_chunk
     from paht_bridge.ledger.store import claim_deliveries
 
     mapping = _with_a_co_handler()
@@ -476,7 +476,7 @@ def test_both_lanes_in_one_chunk_leave_the_report_delivered(stack: SandboxStack,
 
     from paht_bridge.connectors.hooks import AirflowConnectors
     from paht_bridge.ledger.models import ReportRow
-    from paht_bridge.ledger.steps import StepContext, deliver, ingest
+    from paht_bridge.steps import StepContext, deliver, ingest
 
     mapping = _with_a_co_handler()
     ctx = StepContext(mapping=mapping, sessions=sessions(ledger_url), connectors=AirflowConnectors(mapping), run_id="one-chunk",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 
-from paht_bridge.ledger.steps import deliver
+from paht_bridge.steps import deliver
 from tests.chaos.harness import contexts
 
 

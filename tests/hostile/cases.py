@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from paht_bridge.mappings.canonical import VIETNAM_TZ
+from paht_bridge.canonical import VIETNAM_TZ
 from tests.hostile.legacy import ENCODERS
 
 CORPUS = Path(__file__).parent / "corpus"

@@ -52,9 +52,9 @@ from paht_bridge.connectors.rest_docs import RestDocsClient
 from paht_bridge.connectors.xml import XmlRefused, parse_xml
 from paht_bridge.ledger.db import decrypt, migrate, sessions
 from paht_bridge.ledger.models import EventRow, QuarantineRow, ReportRow
-from paht_bridge.ledger.steps import StepContext, ingest
-from paht_bridge.mappings.canonical import VIETNAM_TZ, Attachment, DocumentRecord
-from paht_bridge.mappings.config import deployment
+from paht_bridge.steps import StepContext, ingest
+from paht_bridge.canonical import VIETNAM_TZ, Attachment, DocumentRecord
+from paht_bridge.config.deployment import deployment
 from paht_bridge.sandbox.citizen_app import CitizenAppState, create_citizen_app, load_seed_reports
 from paht_bridge.sandbox.edxml_docsys import EdxmlDocsysState, create_edxml_app
 from paht_bridge.sandbox.rest_docsys import Faults, RestDocsysState, create_rest_docsys_app

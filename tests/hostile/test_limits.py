@@ -12,7 +12,7 @@ from paht_bridge.connectors.edxml_soap import EdxmlSoapClient
 from paht_bridge.connectors.errors import MalformedResponse, RejectedContent
 from paht_bridge.connectors.hooks import CitizenAppHook, EdxmlSoapHook, RestDocsHook
 from paht_bridge.connectors.limits import DEFAULT_LIMITS, ConnectorLimits
-from paht_bridge.mappings.canonical import Attachment
+from paht_bridge.canonical import Attachment
 from tests.hostile.cases import good_item
 
 LIMITS = {"max_body_bytes": 4096, "max_title_chars": 20, "max_xml_depth": 12, "max_xml_bytes": 8192,

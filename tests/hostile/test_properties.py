@@ -21,11 +21,11 @@ from paht_bridge.connectors.edxml_soap import NAME_LIMIT, TEXT_LIMIT, EdxmlSoapC
 from paht_bridge.connectors.limits import ConnectorLimits
 from paht_bridge.connectors.rest_docs import WireDocument
 from paht_bridge.connectors.xml import XmlRefused, check_untrusted, parse_xml
-from paht_bridge.mappings.admin_units import resolve_units
-from paht_bridge.mappings.canonical import VIETNAM_TZ, AdminUnit, Location, RawStatusChange, Report, nfc
-from paht_bridge.mappings.config import deployment
-from paht_bridge.mappings.text import legacy_encoding, strip_markup
-from paht_bridge.mappings.transforms import UnknownStatus, build_document, map_status, route
+from paht_bridge.normalise.admin_units import resolve_units
+from paht_bridge.canonical import VIETNAM_TZ, AdminUnit, Location, RawStatusChange, Report, nfc
+from paht_bridge.config.deployment import deployment
+from paht_bridge.normalise.text import legacy_encoding, strip_markup
+from paht_bridge.normalise.transforms import UnknownStatus, build_document, map_status, route
 from paht_bridge.sandbox.edxml_docsys import XSD_FILE, soap_payload
 from tests.hostile.cases import good_item
 from tests.hostile.legacy import ENCODERS

@@ -12,9 +12,9 @@ from sqlalchemy import select
 from paht_bridge.connectors.hooks import AirflowConnectors
 from paht_bridge.ledger.db import sessions
 from paht_bridge.ledger.models import EventRow
-from paht_bridge.ledger.steps import StepContext, alerts, deliver, ingest
-from paht_bridge.mappings.canonical import vietnam_now
-from paht_bridge.mappings.config import Deployment, deployment, deployment_names
+from paht_bridge.steps import StepContext, alerts, deliver, ingest
+from paht_bridge.canonical import vietnam_now
+from paht_bridge.config.deployment import Deployment, deployment, deployment_names
 from paht_bridge.sandbox.backlog import synthetic_reports
 from paht_bridge.sandbox.server import LoopbackServer
 

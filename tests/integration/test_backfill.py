@@ -10,12 +10,12 @@ import pytest
 from sqlalchemy import func, select
 
 from paht_bridge.connectors.hooks import AirflowConnectors
-from paht_bridge.ledger.backfill import PageDone, backfill
+from paht_bridge.operations.backfill import PageDone, backfill
 from paht_bridge.ledger.db import sessions
 from paht_bridge.ledger.models import CursorRow, QuarantineRow, ReportRow
-from paht_bridge.ledger.steps import StepContext
+from paht_bridge.steps import StepContext
 from paht_bridge.ledger.store import get_cursor, set_cursor
-from paht_bridge.mappings.config import Deployment, deployment
+from paht_bridge.config.deployment import Deployment, deployment
 from paht_bridge.sandbox.citizen_app import load_seed_reports
 from paht_bridge.sandbox.stack import SandboxStack
 

@@ -15,7 +15,7 @@ import requests
 
 from paht_bridge.connectors.citizen_app import CitizenAppClient
 from paht_bridge.connectors.errors import MalformedResponse, PermanentError, TransientError
-from paht_bridge.mappings.canonical import CanonicalStatus, Outcome, RatingLevel, Report
+from paht_bridge.canonical import CanonicalStatus, Outcome, RatingLevel, Report
 from paht_bridge.sandbox.citizen_app import CitizenAppState, create_citizen_app, load_seed_reports
 from paht_bridge.sandbox.server import LoopbackServer
 

@@ -17,8 +17,8 @@ from paht_bridge.connectors.configured_soap import ConfiguredSoapClient
 from paht_bridge.connectors.errors import PermanentError
 from paht_bridge.connectors.hooks import AirflowConnectors
 from paht_bridge.ledger.db import migrate, sessions
-from paht_bridge.ledger.steps import StepContext, deliver, ingest, poll, publish, ratings
-from paht_bridge.mappings.config import deployment, deployment_names
+from paht_bridge.steps import StepContext, deliver, ingest, poll, publish, ratings
+from paht_bridge.config.deployment import deployment, deployment_names
 from paht_bridge.sandbox.stack import SandboxStack
 from tests.lifecycle_checks import assert_whole_lifecycle
 
@@ -55,7 +55,7 @@ def test_every_seeded_report_goes_round_through_configured_back_ends(seeded_stac
 def test_long_content_is_cut_to_the_limit_and_travels_whole_as_an_attachment(seeded_stack: SandboxStack, tmp_path: Path) -> None:
     from datetime import date, datetime
 
-    from paht_bridge.mappings.canonical import VIETNAM_TZ, DocumentRecord
+    from paht_bridge.canonical import VIETNAM_TZ, DocumentRecord
 
     ctx = next(c for c in contexts(f"sqlite:///{tmp_path / 'l.sqlite'}", "x") if c.mapping.deployment == "quang_tri")
     client = ctx.connectors.target("qoffice_quangtri")
@@ -79,7 +79,7 @@ def test_long_content_is_cut_to_the_limit_and_travels_whole_as_an_attachment(see
 def test_a_value_missing_from_a_lookup_table_is_a_permanent_error_naming_it(seeded_stack: SandboxStack, tmp_path: Path) -> None:
     from datetime import date, datetime
 
-    from paht_bridge.mappings.canonical import VIETNAM_TZ, DocumentRecord
+    from paht_bridge.canonical import VIETNAM_TZ, DocumentRecord
 
     ctx = next(c for c in contexts(f"sqlite:///{tmp_path / 'l.sqlite'}", "x") if c.mapping.deployment == "dien_bien")
     wire = ctx.mapping.target("tdoffice_dienbien").rest

@@ -18,8 +18,8 @@ from paht_bridge.connectors.hooks import AirflowConnectors
 from paht_bridge.ledger import ioc_views
 from paht_bridge.ledger.db import sessions
 from paht_bridge.ledger.models import DeliveryRow, EventRow, RatingRow, ReportRow
-from paht_bridge.ledger.steps import StepContext, deliver, ingest, poll, publish, ratings, reconcile
-from paht_bridge.mappings.config import Duplicates, deployment
+from paht_bridge.steps import StepContext, deliver, ingest, poll, publish, ratings, reconcile
+from paht_bridge.config.deployment import Duplicates, deployment
 from paht_bridge.sandbox.citizen_app import load_seed_reports
 from paht_bridge.sandbox.desk import refuses
 from paht_bridge.sandbox.stack import SandboxStack
@@ -247,9 +247,9 @@ def test_two_people_undoing_one_link_at_once_route_it_once(stack: SandboxStack, 
     conditional UPDATE, not by a duplicate key: one set of deliveries, one pair of events."""
     import importlib
 
-    from paht_bridge.ledger.steps.ingest import UnlinkRefused, unlink_duplicate
+    from paht_bridge.steps.ingest import UnlinkRefused, unlink_duplicate
 
-    ingest_module = importlib.import_module("paht_bridge.ledger.steps.ingest")  # the package exports a function of that name
+    ingest_module = importlib.import_module("paht_bridge.steps.ingest")  # the package exports a function of that name
 
     first, second, _, _ = pothole_reports(9041)
     for report in (first, second):

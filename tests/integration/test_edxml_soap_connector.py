@@ -20,7 +20,7 @@ import requests
 from paht_bridge.connectors.base import DocumentSystem
 from paht_bridge.connectors.edxml_soap import FULL_TEXT_NAME, EdxmlSoapClient
 from paht_bridge.connectors.errors import AmbiguousError, MalformedResponse, PermanentError, TransientError
-from paht_bridge.mappings.canonical import (
+from paht_bridge.canonical import (
     DocumentRecord,
     LocalAttachment,
     Location,

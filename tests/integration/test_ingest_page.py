@@ -14,9 +14,9 @@ from sqlalchemy import select
 from paht_bridge.connectors.hooks import AirflowConnectors
 from paht_bridge.ledger.db import decrypt, sessions
 from paht_bridge.ledger.models import DeliveryRow, EventRow, ReportRow
-from paht_bridge.ledger.steps import StepContext
-from paht_bridge.ledger.steps.ingest import take_page
-from paht_bridge.mappings.config import deployment
+from paht_bridge.steps import StepContext
+from paht_bridge.steps.ingest import take_page
+from paht_bridge.config.deployment import deployment
 from paht_bridge.sandbox.citizen_app import load_seed_reports
 from paht_bridge.sandbox.stack import CITIZEN_KEY, SandboxStack
 

@@ -20,7 +20,7 @@ from lxml import etree
 from zeep.exceptions import Fault, TransportError
 from zeep.transports import Transport
 
-from paht_bridge.mappings.canonical import RatingLevel
+from paht_bridge.canonical import RatingLevel
 from paht_bridge.sandbox.desk import answer_text, refuses
 from paht_bridge.sandbox.ioffice_docsys import (
     BINDING,

@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 from paht_bridge.connectors.hooks import AirflowConnectors
 from paht_bridge.ledger.db import sessions
 from paht_bridge.ledger.models import CursorRow, EventRow
-from paht_bridge.ledger.steps import StepContext, deliver, ingest, poll, publish, ratings
-from paht_bridge.mappings.config import deployment, deployment_names
+from paht_bridge.steps import StepContext, deliver, ingest, poll, publish, ratings
+from paht_bridge.config.deployment import deployment, deployment_names
 from paht_bridge.sandbox.stack import SandboxStack
 from tests.lifecycle_checks import assert_whole_lifecycle
 

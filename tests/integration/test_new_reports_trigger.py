@@ -21,9 +21,9 @@ import requests
 
 from paht_bridge.connectors.hooks import AirflowConnectors
 from paht_bridge.ledger.db import sessions
-from paht_bridge.ledger.steps import StepContext, ingest
-from paht_bridge.mappings.canonical import VIETNAM_TZ, CanonicalStatus, Outcome, Page
-from paht_bridge.mappings.config import deployment, deployment_names
+from paht_bridge.steps import StepContext, ingest
+from paht_bridge.canonical import VIETNAM_TZ, CanonicalStatus, Outcome, Page
+from paht_bridge.config.deployment import deployment, deployment_names
 from paht_bridge.plugins.new_reports_trigger import NewReportsTrigger
 from paht_bridge.sandbox.citizen_app import load_seed_reports
 from paht_bridge.sandbox.open311 import load_open311_seeds

@@ -12,8 +12,8 @@ import requests
 
 from paht_bridge.connectors.errors import MalformedResponse, PermanentError, TransientError
 from paht_bridge.connectors.open311 import Open311Client
-from paht_bridge.mappings.admin_units import resolve_units
-from paht_bridge.mappings.canonical import CanonicalStatus, Outcome, Report, UnitScheme
+from paht_bridge.normalise.admin_units import resolve_units
+from paht_bridge.canonical import CanonicalStatus, Outcome, Report, UnitScheme
 from paht_bridge.sandbox.open311 import Open311State, create_open311_app, load_open311_seeds
 from paht_bridge.sandbox.server import LoopbackServer
 

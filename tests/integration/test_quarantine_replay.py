@@ -13,11 +13,11 @@ from paht_bridge.connectors.hooks import AirflowConnectors
 from paht_bridge.ledger.db import sessions
 from paht_bridge.ledger.models import QuarantineRow, ReportRow
 from paht_bridge.ledger.stats import trace
-from paht_bridge.ledger.steps import StepContext, ingest
+from paht_bridge.steps import StepContext, ingest
 from paht_bridge.connectors.errors import ConnectorError
-from paht_bridge.ledger.steps.context import partial_result
-from paht_bridge.ledger.steps.ingest import replay_quarantine
-from paht_bridge.mappings.config import deployment
+from paht_bridge.steps.context import partial_result
+from paht_bridge.steps.ingest import replay_quarantine
+from paht_bridge.config.deployment import deployment
 from paht_bridge.sandbox.citizen_app import load_seed_reports
 from paht_bridge.sandbox.stack import SandboxStack
 
@@ -60,7 +60,7 @@ def test_a_quarantined_report_is_traced_and_taken_in_when_replayed_after_a_fix(
 
 
 def test_one_broken_citizen_app_does_not_hold_up_the_other(stack: SandboxStack, ledger_url: str) -> None:
-    from paht_bridge.mappings.config import Deployment
+    from paht_bridge.config.deployment import Deployment
 
     base = deployment("dien_bien").model_dump(mode="json")
     base["sources"].append({"name": "broken_app", "kind": "citizen_app", "connection_id": "paht_citizen_quangtri"})

@@ -17,7 +17,7 @@ import requests
 from paht_bridge.connectors.base import DocumentSystem
 from paht_bridge.connectors.errors import AmbiguousError, MalformedResponse, PermanentError, TransientError
 from paht_bridge.connectors.rest_docs import RestDocsClient
-from paht_bridge.mappings.canonical import (
+from paht_bridge.canonical import (
     VIETNAM_TZ,
     DocumentRecord,
     LocalAttachment,

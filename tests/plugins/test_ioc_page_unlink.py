@@ -14,8 +14,8 @@ from sqlalchemy import select
 from paht_bridge.connectors.hooks import AirflowConnectors
 from paht_bridge.ledger.db import ledger_url, migrate, sessions
 from paht_bridge.ledger.models import EventRow
-from paht_bridge.ledger.steps import StepContext, deliver, ingest
-from paht_bridge.mappings.config import Duplicates, deployment
+from paht_bridge.steps import StepContext, deliver, ingest
+from paht_bridge.config.deployment import Duplicates, deployment
 from paht_bridge.sandbox.stack import SandboxStack
 from tests.airflow_api import USER, AirflowApi
 from tests.integration.test_duplicate_reports import SOURCE, pothole_reports

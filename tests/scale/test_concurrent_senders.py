@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from paht_bridge.ledger.steps import deliver
+from paht_bridge.steps import deliver
 from paht_bridge.sandbox.backlog import load_backlog
 from paht_bridge.sandbox.stack import SandboxStack
 from tests.chaos.harness import TARGETS, MovableClock, contexts, exactly_once, ingest_all, undelivered
@@ -58,7 +58,7 @@ def test_claimers_started_together_each_get_their_own_deliveries(ledger_url: str
 
     from paht_bridge.ledger.db import sessions
     from paht_bridge.ledger.store import claim_deliveries
-    from paht_bridge.mappings.canonical import vietnam_now
+    from paht_bridge.canonical import vietnam_now
 
     load_backlog(stack, 80)  # 40 deliveries for each deployment
     ingest_all(ledger_url)
@@ -87,7 +87,7 @@ def test_each_sender_gets_a_share_of_a_small_backlog(ledger_url: str, stack: San
 
     from paht_bridge.ledger import store
 
-    deliver_module = importlib.import_module("paht_bridge.ledger.steps.deliver")  # the package exports a function of that name
+    deliver_module = importlib.import_module("paht_bridge.steps.deliver")  # the package exports a function of that name
     claims: list[tuple[str, int]] = []
     real = store.claim_deliveries
 

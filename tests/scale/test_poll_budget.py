@@ -15,9 +15,9 @@ from sqlalchemy import select, update
 from paht_bridge.connectors.hooks import AirflowConnectors
 from paht_bridge.ledger.db import sessions
 from paht_bridge.ledger.models import CursorRow, DeliveryRow
-from paht_bridge.ledger.steps import StepContext, deliver, ingest, poll
-from paht_bridge.mappings.canonical import CanonicalStatus, vietnam_now
-from paht_bridge.mappings.config import Deployment, deployment
+from paht_bridge.steps import StepContext, deliver, ingest, poll
+from paht_bridge.canonical import CanonicalStatus, vietnam_now
+from paht_bridge.config.deployment import Deployment, deployment
 from paht_bridge.sandbox.backlog import load_backlog
 from paht_bridge.sandbox.stack import SandboxStack
 

@@ -16,8 +16,8 @@ import unicodedata
 import pytest
 
 import vietnamadminunits.converter.converter_2025 as converter
-from paht_bridge.mappings.admin_units import resolve_units
-from paht_bridge.mappings.canonical import AdminUnit, UnitScheme
+from paht_bridge.normalise.admin_units import resolve_units
+from paht_bridge.canonical import AdminUnit, UnitScheme
 
 
 def legacy(province: str, district: str, ward: str) -> AdminUnit:

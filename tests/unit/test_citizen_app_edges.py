@@ -14,7 +14,7 @@ from responses import matchers
 from paht_bridge.connectors.base import CitizenSource
 from paht_bridge.connectors.citizen_app import CitizenAppClient, mask_personal
 from paht_bridge.connectors.errors import MalformedResponse, PermanentError, TransientError
-from paht_bridge.mappings.canonical import Attachment, CanonicalStatus, Outcome, RatingLevel, UnitScheme
+from paht_bridge.canonical import Attachment, CanonicalStatus, Outcome, RatingLevel, UnitScheme
 
 BASE = "http://citizen.test"
 REPORTS = f"{BASE}/api/v1/reports"

@@ -8,8 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from paht_bridge.ledger.duplicates import Sighting, best_match, compare, distance_m, text_similarity, window, words
-from paht_bridge.mappings.canonical import VIETNAM_TZ
-from paht_bridge.mappings.config import Deployment, Duplicates, deployment
+from paht_bridge.canonical import VIETNAM_TZ
+from paht_bridge.config.deployment import Deployment, Duplicates, deployment
 
 ON = Duplicates(enabled=True)
 T0 = datetime(2026, 11, 16, 11, 49, tzinfo=VIETNAM_TZ)

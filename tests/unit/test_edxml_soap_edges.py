@@ -23,7 +23,7 @@ from paht_bridge.connectors.edxml_soap import (
     shorten,
 )
 from paht_bridge.connectors.errors import AmbiguousError, MalformedResponse, PermanentError, TransientError
-from paht_bridge.mappings.canonical import VIETNAM_TZ, DocumentRecord, Location, Reporter
+from paht_bridge.canonical import VIETNAM_TZ, DocumentRecord, Location, Reporter
 
 ENDPOINT = "http://docsys.test/edxml"
 SOAP = "http://schemas.xmlsoap.org/soap/envelope/"

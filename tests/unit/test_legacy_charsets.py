@@ -12,8 +12,8 @@ import pytest
 
 from paht_bridge.connectors.citizen_app import CitizenAppClient
 from paht_bridge.connectors.citizen_checks import convert_legacy_fields
-from paht_bridge.mappings.config import Source
-from paht_bridge.mappings.legacy_charsets import (
+from paht_bridge.config.deployment import Source
+from paht_bridge.normalise.legacy_charsets import (
     CHARSETS,
     convert_legacy_text,
     decode_legacy,

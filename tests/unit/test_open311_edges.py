@@ -17,7 +17,7 @@ from paht_bridge.connectors.limits import ConnectorLimits
 from paht_bridge.connectors.open311 import Open311Client
 from paht_bridge.connectors.open311_position import FeedPosition
 from paht_bridge.connectors.open311_wire import update_id_for
-from paht_bridge.mappings.canonical import Attachment, CanonicalStatus, Outcome, UnitScheme
+from paht_bridge.canonical import Attachment, CanonicalStatus, Outcome, UnitScheme
 
 BASE = "http://open311.test/georeport/v2"
 REQUESTS_JSON = f"{BASE}/requests.json"

@@ -16,7 +16,7 @@ import responses
 
 from paht_bridge.connectors.errors import AmbiguousError, MalformedResponse, PermanentError, TransientError
 from paht_bridge.connectors.rest_docs import MultipartBody, RestDocsClient, WireReporter
-from paht_bridge.mappings.canonical import VIETNAM_TZ, DocumentRecord, LocalAttachment, Rating, RatingLevel, Reporter
+from paht_bridge.canonical import VIETNAM_TZ, DocumentRecord, LocalAttachment, Rating, RatingLevel, Reporter
 
 BASE = "https://tdoffice.dienbien.example.vn"
 CREATE = f"{BASE}/api/v2/van-ban-den"

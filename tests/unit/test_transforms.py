@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from paht_bridge.mappings.admin_units import resolve_units
-from paht_bridge.mappings.canonical import (
+from paht_bridge.normalise.admin_units import resolve_units
+from paht_bridge.canonical import (
     VIETNAM_TZ,
     AdminUnit,
     CanonicalStatus,
@@ -18,8 +18,8 @@ from paht_bridge.mappings.canonical import (
     Report,
     Reporter,
 )
-from paht_bridge.mappings.config import Deployment, deployment
-from paht_bridge.mappings.transforms import (
+from paht_bridge.config.deployment import Deployment, deployment
+from paht_bridge.normalise.transforms import (
     MappingProblem,
     UnknownStatus,
     build_document,

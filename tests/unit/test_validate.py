@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from paht_bridge.cli import main
-from paht_bridge.mappings.config import DEPLOYMENTS_DIR
-from paht_bridge.mappings.validate import Problem, deployment_files, validate_file
+from paht_bridge.config.folders import shipped_mappings
+from paht_bridge.config.validate import Problem, deployment_files, validate_file
 
-QUANG_TRI = (DEPLOYMENTS_DIR / "quang_tri.yaml").read_text(encoding="utf-8")
+QUANG_TRI = (shipped_mappings() / "quang_tri.yaml").read_text(encoding="utf-8")
 
 
 def broken_copy(tmp_path: Path, old: str, new: str) -> tuple[Path, int]:
@@ -83,10 +83,10 @@ def test_a_category_without_a_province_wide_rule_points_at_the_category(tmp_path
 
 def test_the_command_prints_file_line_field_message_and_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path, line = broken_copy(tmp_path, '"06": answered ', '"06": finished ')
-    assert main(["validate", str(path), str(DEPLOYMENTS_DIR / "dien_bien.yaml")]) == 1
+    assert main(["validate", str(path), str(shipped_mappings() / "dien_bien.yaml")]) == 1
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith(f"{path}:{line}: targets[0].statuses.06: Input should be")
-    assert out[1] == f"{DEPLOYMENTS_DIR / 'dien_bien.yaml'}: ok"
+    assert out[1] == f"{shipped_mappings() / 'dien_bien.yaml'}: ok"
     assert main(["validate"]) == 0
 
 

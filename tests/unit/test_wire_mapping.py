@@ -9,8 +9,8 @@ import pytest
 from lxml import etree
 
 from paht_bridge.connectors.answers import JsonAnswer, XmlAnswer
-from paht_bridge.mappings.validate import validate_text
-from paht_bridge.mappings.wire import (
+from paht_bridge.config.validate import validate_text
+from paht_bridge.config.wire import (
     Each,
     Lookup,
     MissingCode,
@@ -92,9 +92,9 @@ def test_every_edxml_processing_status_is_mapped_and_an_unassigned_code_is_repor
     implementation found): each has a meaning in the mapping; anything else raises."""
     from datetime import datetime
 
-    from paht_bridge.mappings.canonical import VIETNAM_TZ, RawStatusChange
-    from paht_bridge.mappings.config import deployment
-    from paht_bridge.mappings.transforms import UnknownStatus, map_status
+    from paht_bridge.canonical import VIETNAM_TZ, RawStatusChange
+    from paht_bridge.config.deployment import deployment
+    from paht_bridge.normalise.transforms import UnknownStatus, map_status
 
     mapping = deployment("quang_tri")
     assert set(mapping.target("qoffice_quangtri").statuses) == {"01", "02", "03", "04", "05", "06", "13", "15", "16"}

@@ -1,0 +1,254 @@
+"""The deployment mapping: one YAML file per province IOC, validated by these models.
+
+It names the systems (by Airflow connection id, never with secrets), what categories
+mean, who handles what where, deadlines, each target's status codes, what reporter data
+may reach an agency, and the text templates of a document.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from paht_bridge.canonical import VIETNAM_TZ, CanonicalStatus, Text
+from paht_bridge.config.folders import deployments_folder
+from paht_bridge.config.wire import RestWire, SoapWire
+
+#: Decision 20/2020/QĐ-TTg organisation codes: at most 35 characters of [.0-9A-Z] in dot groups.
+ORGANISATION_CODE = re.compile(r"^(?=.{1,35}$)[0-9A-Z]+(\.[0-9A-Z]+)*$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Agency(Strict):
+    code: str
+    name: Text
+    target: str | None = None  # a co-handling agency may work in another document system
+
+    @field_validator("code")
+    @classmethod
+    def _organisation_code(cls, value: str) -> str:
+        if not ORGANISATION_CODE.match(value):
+            raise ValueError(f"{value!r} is not an organisation code (Decision 20/2020: [.0-9A-Z], at most 35)")
+        return value
+
+
+class Open311Options(Strict):
+    """How to read an Open311 GeoReport v2 server (``kind: open311``)."""
+
+    wire_format: Literal["json", "xml"] = "json"
+    jurisdiction_id: str | None = None
+    #: Requests are read in date windows this long (servers cap a window's results).
+    window_days: int = Field(default=30, ge=1, le=365)
+    #: Where the first run starts reading (ISO date; Vietnam time without a zone); later runs go on from the cursor.
+    initial_start: datetime | None = None
+
+    @field_validator("initial_start")
+    @classmethod
+    def _vietnam_time(cls, value: datetime | None) -> datetime | None:
+        return value.replace(tzinfo=VIETNAM_TZ) if value is not None and value.tzinfo is None else value
+
+
+class Source(Strict):
+    name: str
+    #: ``citizen_app``: the provinces' REST JSON apps; ``open311``: any GeoReport v2 server.
+    kind: Literal["citizen_app", "open311"]
+    connection_id: str
+    page_size: int = Field(default=100, ge=1, le=1000)
+    open311: Open311Options | None = None
+    #: Text in a legacy Vietnamese encoding (issue 4). ``reject``: quarantined with the reason
+    #: (the default). ``tcvn3``/``vni``/``viscii``: text that is that charset's bytes read as
+    #: cp1252/latin-1 is converted to Unicode. ``auto``: whichever of the three reads best is
+    #: used, and the item quarantined when none reads cleanly. Every mode but ``reject`` also
+    #: repairs UTF-8 read as cp1252 ("HÃ  Ná»™i"). See ``paht_bridge.normalise.legacy_charsets``.
+    legacy_text: Literal["reject", "tcvn3", "vni", "viscii", "auto"] = "reject"
+
+    @model_validator(mode="after")
+    def _options_fit_kind(self) -> "Source":
+        if self.open311 is not None and self.kind != "open311":
+            raise ValueError(f"an 'open311' section only belongs to a source of kind 'open311' (this one is {self.kind!r})")
+        return self
+
+
+class Target(Strict):
+    name: str
+    #: ``edxml_soap`` and ``rest_docs`` are built-in connectors; ``soap`` and ``rest`` are
+    #: configured ones, described entirely by the ``soap:`` or ``rest:`` section below.
+    kind: Literal["edxml_soap", "rest_docs", "soap", "rest"]
+    connection_id: str
+    soap: SoapWire | None = None
+    rest: RestWire | None = None
+    #: raw back-end status code → canonical status; a code not listed is reported, never guessed.
+    statuses: dict[str, CanonicalStatus]
+    max_tries: int = Field(default=8, ge=1)
+    #: Back-off between tries: base × 2^(try−1), capped.
+    retry_base_seconds: float = Field(default=30, gt=0)
+    retry_cap_seconds: float = Field(default=3600, gt=0)
+    #: After this many failures in a row the circuit opens: no calls for the cool-down. Ten
+    #: keeps a flaky back end (40 % failures: ten in a row about once in 10,000 calls) working,
+    #: and still stops calling a dead one after ten calls.
+    circuit_failures: int = Field(default=10, ge=1)
+    circuit_cooldown_seconds: float = Field(default=300, gt=0)
+    #: The back end offers a change feed (``changes_since``). Without one (``false``) each poll
+    #: asks open documents for their status one by one, within ``poll_budget``.
+    change_feed: bool = True
+    #: Status requests one poll run may make to a back end without a change feed: the open
+    #: documents nearest their deadline first, then the ones polled longest ago.
+    poll_budget: int = Field(default=500, ge=1)
+    #: Deliveries one deliver task sends to this target at once (each sender claims its own
+    #: batches under its own lease). Above 1 where the back end answers slowly but copes with
+    #: parallel calls; keep it within the Airflow pool's share for this system.
+    send_concurrency: int = Field(default=1, ge=1, le=32)
+
+    @model_validator(mode="after")
+    def _wire_section_fits_kind(self) -> "Target":
+        wanted = {"soap": "soap", "rest": "rest"}.get(self.kind)
+        for section in ("soap", "rest"):
+            if section == wanted and getattr(self, section) is None:
+                raise ValueError(f"a target of kind {self.kind!r} needs its {section!r} section")
+            if section != wanted and getattr(self, section) is not None:
+                raise ValueError(f"a {section!r} section only belongs to a target of kind {section!r} (this one is {self.kind!r})")
+        return self
+
+
+class Category(Strict):
+    name: Text
+    target_category: str
+    deadline_days: int = Field(ge=1, le=90)
+    priority: int = Field(default=0, ge=0, le=4)
+
+
+class RoutingRule(Strict):
+    """Category × place → agency. A rule with no ``wards`` applies province-wide."""
+
+    category: str
+    #: 2025-scheme ward codes (the unit the report was resolved to).
+    wards: tuple[str, ...] = ()
+    agency: Agency
+    target: str | None = None  # defaults to routing.default_target
+    #: Co-handling agencies (đơn vị phối hợp): each gets its own document, delivered independently.
+    also: tuple[Agency, ...] = ()
+
+
+class Routing(Strict):
+    default_target: str
+    rules: tuple[RoutingRule, ...]
+    #: Who a report goes to when the first agency refuses it (the IOC re-routes it there).
+    on_refusal: Agency
+
+
+class Privacy(Strict):
+    """Which reporter data may reach an agency. Hue-S: only IOC staff see who sent a report."""
+
+    send_reporter_name: bool = False
+    send_reporter_phone: bool = False
+
+
+class Alerts(Strict):
+    """When IOC staff are alerted, and where to. Without a webhook, alerts go to the task log."""
+
+    overdue: bool = True  # a report passes its deadline without an answer
+    failing_backend: bool = True  # a document system's circuit opens (it keeps failing)
+    failed_task: bool = True  # a lifecycle task fails (Airflow's on_failure_callback)
+    #: An Airflow HTTP connection to POST alerts to as JSON (the IOC's chat bot, a ticketing system...).
+    webhook_connection_id: str | None = None
+
+
+class Duplicates(Strict):
+    """When reports of one problem (phản ánh trùng, duplicate reports) share one document.
+
+    Several citizens often report the same pothole or the same pile of rubbish. A new report
+    that matches an earlier one on every rule below is linked to it: it gets no document of
+    its own, follows the earlier report's document, and its reporter still gets the answer
+    and can rate it. Off unless a deployment turns it on.
+    """
+
+    enabled: bool = False
+    #: How far apart (metres, great-circle) two reports' positions may be to be one problem.
+    max_distance_m: float = Field(default=150, gt=0, le=5000)
+    #: How far apart in time (hours, by the time the citizen reported) two reports may be.
+    max_hours: float = Field(default=72, gt=0, le=24 * 90)
+    #: How alike the title and description must be (0..1): the share of words they have in
+    #: common, accents, case and Vietnamese filler words aside (see ``ledger.duplicates``).
+    min_text_similarity: float = Field(default=0.5, ge=0, le=1)
+    #: Only reports of the same category are linked (a flooded street reported as traffic and
+    #: as drainage may need two agencies).
+    same_category: bool = True
+    #: When either report has no position: the same 2025-scheme ward counts as near. Off: a
+    #: report without a position is never linked.
+    same_ward_when_no_position: bool = True
+
+
+class Templates(Strict):
+    subject: str = "[PAHT] {title}"
+    content: str = "{description}\nĐịa điểm: {address}\nThời gian phản ánh: {created}\nMã phản ánh: {source_id}"
+
+
+class Deployment(Strict):
+    deployment: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    name: Text
+    province_code: str  # 2025 scheme
+    ioc: Agency
+    sources: tuple[Source, ...]
+    targets: tuple[Target, ...]
+    categories: dict[str, Category]
+    routing: Routing
+    privacy: Privacy = Privacy()
+    templates: Templates = Templates()
+    alerts: Alerts = Alerts()
+    duplicates: Duplicates = Duplicates()
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> "Deployment":
+        targets = {t.name for t in self.targets}
+        problems = []
+        if self.routing.default_target not in targets:
+            problems.append(f"routing.default_target {self.routing.default_target!r} is not a target")
+        for i, rule in enumerate(self.routing.rules):
+            if rule.category not in self.categories:
+                problems.append(f"routing.rules[{i}].category {rule.category!r} is not in categories")
+            if rule.target and rule.target not in targets:
+                problems.append(f"routing.rules[{i}].target {rule.target!r} is not a target")
+            for j, agency in enumerate(rule.also):
+                if agency.target and agency.target not in targets:
+                    problems.append(f"routing.rules[{i}].also[{j}].target {agency.target!r} is not a target")
+        for code in self.categories:
+            if not any(r.category == code and not r.wards for r in self.routing.rules):
+                problems.append(f"category {code!r} has no province-wide routing rule")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def final_status(self) -> str:
+        """Where a report's life ends here: rated, unless no source takes ratings (Open311)."""
+        return "rated" if any(s.kind != "open311" for s in self.sources) else "published"
+
+    def source(self, name: str) -> Source:
+        return next(s for s in self.sources if s.name == name)
+
+    def target(self, name: str) -> Target:
+        return next(t for t in self.targets if t.name == name)
+
+
+def load_deployment(path: str | Path) -> Deployment:
+    with open(path, encoding="utf-8") as handle:
+        return Deployment.model_validate(yaml.safe_load(handle))
+
+
+@lru_cache(maxsize=None)
+def deployment(name: str, directory: str | None = None) -> Deployment:
+    """The named deployment from ``directory``, else the live deployments folder (cached per process)."""
+    return load_deployment(Path(directory or deployments_folder()) / f"{name}.yaml")
+
+
+def deployment_names(directory: str | Path | None = None) -> list[str]:
+    return sorted(p.stem for p in Path(directory or deployments_folder()).glob("*.yaml"))

@@ -1,0 +1,1 @@
+"""Pure transforms: text, administrative units, routing and the document an agency receives."""

@@ -1,0 +1,66 @@
+"""The shape the repository promises: top-level folders installed under the package's namespace,
+live deployments from the folder the operator chooses, one registration of the IOC plugin."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_every_code_folder_is_a_listed_package_under_the_namespace() -> None:
+    setup = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    mapped = {folder: package for package, folder in setup["package-dir"].items()}
+    found = set()
+    for init in REPO.glob("*/**/__init__.py"):
+        folder = init.parent.relative_to(REPO)
+        top, *rest = folder.parts
+        if top in ("tests", "bench", "deploy", "dags", ".venv") or top.startswith("."):
+            continue
+        found.add(".".join([mapped.get(top, top), *rest]))
+    assert found <= set(setup["packages"]), f"not listed in pyproject.toml: {sorted(found - set(setup['packages']))}"
+    assert all(package.startswith("paht_bridge") for package in setup["packages"])
+
+
+def test_connectors_and_plugins_import_only_under_the_namespace() -> None:
+    import paht_bridge.connectors.base
+    import paht_bridge.plugins.ioc_page
+
+    assert Path(paht_bridge.connectors.base.__file__).parent == REPO / "connectors"
+    assert Path(paht_bridge.plugins.ioc_page.__file__).parent == REPO / "plugins"
+    code = "import importlib.util as u; print(u.find_spec('connectors'), u.find_spec('plugins'))"
+    out = subprocess.run([sys.executable, "-c", code], cwd="/", capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "None None"
+
+
+def test_live_deployments_come_from_the_folder_the_operator_chose(tmp_path: Path) -> None:
+    (tmp_path / "only_one.yaml").write_text((REPO / "mappings" / "dien_bien.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    code = "from paht_bridge.config.deployment import deployment_names; print(deployment_names())"
+    chosen = subprocess.run([sys.executable, "-c", code], env={"AIRFLOW__PAHT__DEPLOYMENTS_FOLDER": str(tmp_path), "PATH": "/usr/bin",
+                                                               "AIRFLOW_HOME": str(tmp_path)}, cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    default = subprocess.run([sys.executable, "-c", code], env={"PATH": "/usr/bin", "AIRFLOW_HOME": str(tmp_path)}, cwd=tmp_path,
+                             capture_output=True, text=True, check=True).stdout
+    assert chosen.strip() == "['only_one']"
+    assert default.strip() == "['dien_bien', 'quang_ninh', 'quang_tri']"  # the checkout's mappings/
+
+
+@pytest.mark.parametrize("folder", [True, False], ids=["plugins_folder", "entry_point_only"])
+def test_the_ioc_plugin_registers_once_and_its_app_is_not_imported_by_loading_plugins(folder: bool, tmp_path: Path) -> None:
+    code = """
+import sys
+from airflow import plugins_manager
+plugins, errors = plugins_manager._get_plugins()
+print(sorted(p.name for p in plugins if p.name == 'paht_ioc'), errors)
+print('paht_bridge.plugins.ioc_app' in sys.modules, 'ioc_app' in sys.modules)
+"""
+    env = {"PATH": "/usr/bin", "AIRFLOW_HOME": str(tmp_path), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+           "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins" if folder else tmp_path / "no-plugins")}
+    # Not from the checkout: its paht_bridge.egg-info on sys.path would list the entry point twice.
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out[-2] == "['paht_ioc'] {}"
+    assert out[-1] == "False False"
