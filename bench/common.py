@@ -120,14 +120,13 @@ def context(url: str, name: str, run_id: str, batch_size: int = 100, **target_ch
     from paht_bridge.ledger.db import sessions
     from paht_bridge.steps import StepContext
     from paht_bridge.config.deployment import deployment
-    from paht_bridge.tasks import call_process_wanted
 
     mapping = deployment(name)
     if target_changes:
         targets = tuple(t.model_copy(update=target_changes) for t in mapping.targets)
         mapping = mapping.model_copy(update={"targets": targets})
     return StepContext(mapping=mapping, sessions=sessions(url), connectors=AirflowConnectors(mapping), run_id=run_id,
-                       batch_size=batch_size, lease=timedelta(seconds=600), call_process=call_process_wanted())
+                       batch_size=batch_size, lease=timedelta(seconds=600))
 
 
 def cpu_seconds(box: Sandbox) -> dict[str, float]:

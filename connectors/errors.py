@@ -1,7 +1,7 @@
 """Typed connector errors, so callers decide by type and never by parsing messages.
 
-DESIGN §5: transient (retry later), permanent (dead-letter with the reason), ambiguous
-(the call may have taken effect: look the document up by its reference before retrying).
+Transient (retry later), permanent (dead-letter with the reason), ambiguous (the call may
+have taken effect: look the document up by its reference before retrying).
 """
 
 from __future__ import annotations
@@ -18,10 +18,6 @@ class ConnectorError(Exception):
         where = f"{system}.{operation}" + (f" ref={ref}" if ref else "")
         super().__init__(f"{where}: {message}")
 
-    def __reduce__(self) -> tuple:
-        """Pickled with its keyword arguments (and any attribute set since): the deliver step's
-        call process sends a failed call's error back to the step as it was raised."""
-        return (_rebuilt, (self.__class__, self.message, self.system, self.operation, self.ref, self.__dict__))
 
 
 class TransientError(ConnectorError):
@@ -46,8 +42,3 @@ class RejectedContent(PermanentError):
     declared as (an HTML page or a program labelled as a photo), an empty file, one over the
     connector's limits or of a type it does not allow. Fetching it again gets the same bytes."""
 
-
-def _rebuilt(cls: type[ConnectorError], message: str, system: str, operation: str, ref: str | None, state: dict) -> ConnectorError:
-    error = cls(message, system=system, operation=operation, ref=ref)
-    error.__dict__.update(state)
-    return error

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import time
-import weakref
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -52,7 +51,6 @@ class SettledSession(requests.Session):
 
     def __init__(self) -> None:
         super().__init__()
-        _LIVE_SESSIONS.add(self)
         self._environ_proxies: dict[tuple[str, str, str | None], dict[str, str]] = {}
         self._environ_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
 
@@ -72,24 +70,6 @@ class SettledSession(requests.Session):
                 verify = self._environ_bundle or verify
         return {"proxies": merge_setting(proxies, self.proxies), "stream": merge_setting(stream, self.stream),
                 "verify": merge_setting(verify, self.verify), "cert": merge_setting(cert, self.cert)}
-
-
-#: Every session made, so a forked child can drop the connections it inherited (below).
-_LIVE_SESSIONS: weakref.WeakSet[SettledSession] = weakref.WeakSet()
-
-
-def _forget_inherited_connections() -> None:
-    """In a forked child (the deliver step's call process): a pooled connection is a socket
-    the parent still uses, and two processes on one socket read each other's answers. The
-    child gets empty pools and opens its own connections as it needs them. The old pools are
-    not cleared: a lock another thread of the parent held at the fork would never be freed."""
-    for session in list(_LIVE_SESSIONS):
-        for adapter in session.adapters.values():
-            if isinstance(adapter, requests.adapters.HTTPAdapter):
-                adapter.init_poolmanager(adapter._pool_connections, adapter._pool_maxsize, block=adapter._pool_block)  # noqa: SLF001
-
-
-os.register_at_fork(after_in_child=_forget_inherited_connections)
 
 
 class HttpTransport:

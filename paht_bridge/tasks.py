@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 
 from paht_bridge.connectors.hooks import AirflowConnectors
 from paht_bridge.ledger.db import migrate, sessions
@@ -33,8 +32,7 @@ def run_step(step: str, deployment_name: str, run_id: str, dag_id: str | None = 
         run = RunRow(run_id=run_id, dag_id=dag_id, step=step, deployment=deployment_name, started_at=vietnam_now(),
                      state="running", counts={}, errors=[])
         session.add(run)
-    ctx = StepContext(mapping=mapping, sessions=make_session, connectors=AirflowConnectors(mapping), run_id=run_id,
-                      call_process=call_process_wanted())
+    ctx = StepContext(mapping=mapping, sessions=make_session, connectors=AirflowConnectors(mapping), run_id=run_id)
     try:
         result = STEPS[step](ctx)
     except Exception as error:
@@ -45,13 +43,6 @@ def run_step(step: str, deployment_name: str, run_id: str, dag_id: str | None = 
     _finish(make_session, run.id, "partial" if result.errors else "success", result.counts, result.errors)
     log.info("step done step=%s deployment=%s counts=%s", step, deployment_name, result.counts)
     return result.model_dump()
-
-
-def call_process_wanted() -> bool:
-    """Whether deliver's creates and ingest's page reads go through processes of their own
-    (``PAHT_CALL_PROCESS``: on unless ``off``), so the ledger work runs beside the calls
-    (``steps.call_process``, ``steps.read_ahead``)."""
-    return os.environ.get("PAHT_CALL_PROCESS", "on").strip().lower() not in ("off", "0", "false", "no")
 
 
 _settled = False

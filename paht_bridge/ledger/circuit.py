@@ -9,6 +9,7 @@ because of the outage itself.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,13 +18,11 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from paht_bridge.ledger.models import CircuitRow
 from paht_bridge.config.deployment import Target
+from paht_bridge.ledger.models import CircuitRow
+from paht_bridge.ledger.store import record_event
 
-
-def _current(session: Session, target: str) -> CircuitRow | None:
-    """Read fresh: other workers change circuits; the session's copy may be stale."""
-    return session.scalars(select(CircuitRow).where(CircuitRow.target == target).execution_options(populate_existing=True)).first()
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -55,17 +54,6 @@ def read(session: Session, targets: Iterable[str]) -> dict[str, Circuit]:
     return {row.target: Circuit(row.failures or 0, row.open_until) for row in rows}
 
 
-def is_open(session: Session, target: str, now: datetime) -> bool:
-    row = _current(session, target)
-    return bool(row and row.open_until and row.open_until > now)
-
-
-def is_half_open(session: Session, target: str, now: datetime) -> bool:
-    """The cool-down has passed but the circuit has not yet seen a success."""
-    row = _current(session, target)
-    return bool(row and row.open_until and row.open_until <= now)
-
-
 def record_success(session: Session, target: str, now: datetime) -> None:
     session.execute(update(CircuitRow).where(CircuitRow.target == target, (CircuitRow.failures > 0) | CircuitRow.open_until.is_not(None))
                     .values(failures=0, open_until=None, updated_at=now))
@@ -87,3 +75,32 @@ def record_failure(session: Session, spec: Target, error: str, now: datetime) ->
                         .values(open_until=now + timedelta(seconds=spec.circuit_cooldown_seconds)))
         return True
     return False
+
+
+class Breaker:
+    """One target's circuit as one sender sees it: read when the sender claims work, then fed
+    the outcome of every call it makes. A success writes nothing unless the circuit has
+    failures on record; a failure is counted in the ledger, where every worker sees it."""
+
+    def __init__(self, session: Session, spec: Target, now: datetime) -> None:
+        self.spec = spec
+        state = read(session, [spec.name]).get(spec.name, Circuit(0, None))
+        self.blocked = state.is_open(now)
+        #: The cool-down has passed but no success has closed it: the next call is a probe.
+        self.probing = state.is_half_open(now)
+        self.troubled = state.troubled
+        #: It opened during this sender's batch: nothing more is sent to the target now.
+        self.opened = False
+
+    def success(self, session: Session, now: datetime) -> None:
+        if self.troubled:
+            record_success(session, self.spec.name, now)
+            self.troubled = self.probing = False
+
+    def failure(self, session: Session, error: str, now: datetime, run_id: str) -> None:
+        self.troubled = True
+        if record_failure(session, self.spec, error, now):
+            self.opened = True
+            until = now + timedelta(seconds=self.spec.circuit_cooldown_seconds)
+            record_event(session, "circuit_opened", report_id=None, run_id=run_id, target=self.spec.name, until=until.isoformat(), error=error)
+            log.error("circuit opened target=%s cooldown=%ss error=%s", self.spec.name, self.spec.circuit_cooldown_seconds, error)

@@ -104,7 +104,7 @@ def claim_deliveries(
     limit: int,
     lease: timedelta,
     now: datetime,
-    skip_targets: frozenset[str] = frozenset(),
+    target: str | None = None,
 ) -> list[DeliveryRow]:
     """Take up to ``limit`` deliveries due now under a lease, so two workers never hold the same one.
 
@@ -113,12 +113,13 @@ def claim_deliveries(
     same rows (a separate SELECT let them, and the losers found nothing and stopped); on
     PostgreSQL the pick locks its rows ``FOR UPDATE SKIP LOCKED``, so each claimer takes the
     next free ones. The outer condition re-checks the lease, so a zombie worker and its retry
-    cannot both win. Commits the claim; returns the deliveries in the order they are due.
+    cannot both win. Commits the claim; returns the deliveries in the order they are due
+    (``target``: only that document system's).
     """
     order = (DeliveryRow.priority.desc(), DeliveryRow.deadline, DeliveryRow.id)
     pick = (
         select(DeliveryRow.id)
-        .where(*claimable(deployment, states, now), DeliveryRow.target.not_in(skip_targets))
+        .where(*claimable(deployment, states, now), *(() if target is None else (DeliveryRow.target == target,)))
         .order_by(*order)
         .limit(limit)
     )

@@ -46,16 +46,6 @@ class StepContext:
     lease: timedelta = field(default_factory=lambda: timedelta(seconds=float(os.environ.get("PAHT_LEASE_SECONDS", 600))))
     #: The step's notion of now (tests compress an hour-long outage by moving it).
     clock: Callable[[], datetime] = vietnam_now
-    #: Deliver's creates, and ingest's page reads, made by forked children beside the ledger
-    #: work (``steps.call_process``, ``steps.read_ahead``); on in every task (``tasks.run_step``),
-    #: off unless asked for here: a fake client's calls made in a child are not seen by a test.
-    call_process: bool = False
-
-    @property
-    def forks(self) -> bool:
-        """Whether this step's calls and page reads go through forked children: ``call_process``,
-        where the platform can fork."""
-        return self.call_process and hasattr(os, "fork")
 
 
 class StepResult(BaseModel):

@@ -28,7 +28,6 @@ from paht_bridge.steps.context import StepContext, StepResult, log, report_from_
 from paht_bridge.steps.status import active_delivery, refresh_status
 from paht_bridge.connectors.errors import ConnectorError
 from paht_bridge.steps.feed import consume_feed
-from paht_bridge.steps.read_ahead import read_ahead
 from paht_bridge.ledger.store import EventBatch, record_event
 from paht_bridge.normalise.admin_units import ResolvedUnits, resolve_units
 from paht_bridge.canonical import CanonicalStatus, Page, Report, Routing, vietnam_now
@@ -57,8 +56,6 @@ def _ingest_source(ctx: StepContext, name: str, page_size: int, result: StepResu
     client = ctx.connectors.source(name)
 
     def pages(cursor: str | None) -> Iterator[Page[Report]]:
-        if ctx.forks:  # the next page is read while this one is stored
-            return read_ahead(lambda: client.reports_since(cursor, page_size=page_size))
         return client.reports_since(cursor, page_size=page_size)
 
     consume_feed(ctx, f"{name}:reports", pages, lambda session, reports: take_page(session, ctx, reports), result, feed="reports")

@@ -46,12 +46,12 @@ def tuned(mapping: Deployment, **target_changes: object) -> Deployment:
 
 
 def contexts(url: str, run_id: str, clock: MovableClock | None = None, lease_seconds: float = 600, batch_size: int = 100,
-             call_process: bool = False, **target_changes: object) -> list[StepContext]:
+             **target_changes: object) -> list[StepContext]:
     out = []
     for name in deployment_names():
         mapping = tuned(deployment(name), **target_changes)
         ctx = StepContext(mapping=mapping, sessions=sessions(url), connectors=AirflowConnectors(mapping), run_id=run_id,
-                          lease=timedelta(seconds=lease_seconds), batch_size=batch_size, call_process=call_process)
+                          lease=timedelta(seconds=lease_seconds), batch_size=batch_size)
         if clock is not None:
             ctx.clock = clock
         out.append(ctx)
@@ -64,21 +64,21 @@ def ingest_all(url: str) -> None:
 
 
 def deliver_round(url: str, run_id: str, clock: MovableClock | None = None, lease_seconds: float = 600,
-                  call_process: bool = False, **target_changes: object) -> dict[str, int]:
+                  **target_changes: object) -> dict[str, int]:
     totals: dict[str, int] = {}
-    for ctx in contexts(url, run_id, clock, lease_seconds=lease_seconds, batch_size=5, call_process=call_process, **target_changes):
+    for ctx in contexts(url, run_id, clock, lease_seconds=lease_seconds, batch_size=5, **target_changes):
         for key, value in deliver(ctx).counts.items():
             totals[key] = totals.get(key, 0) + value
     return totals
 
 
 def deliver_until_done(url: str, run_id: str, clock: MovableClock | None = None, rounds: int = 60, advance: float = 3600,
-                       lease_seconds: float = 600, call_process: bool = False, **target_changes: object) -> int:
+                       lease_seconds: float = 600, **target_changes: object) -> int:
     """Deliver rounds until every delivery is delivered or ``rounds`` are spent; between rounds
     the clock moves ``advance`` seconds (past back-offs and cool-downs). The rounds it took."""
     done = 0
     while undelivered(url) and done < rounds:
-        deliver_round(url, f"{run_id}-{done}", clock, lease_seconds=lease_seconds, call_process=call_process, **target_changes)
+        deliver_round(url, f"{run_id}-{done}", clock, lease_seconds=lease_seconds, **target_changes)
         if clock is not None:
             clock.advance(advance)
         done += 1
@@ -117,7 +117,7 @@ def exactly_once(stack: SandboxStack, url: str) -> dict[str, int]:
 REPO = Path(__file__).resolve().parents[2]
 
 
-def kill_trials(url: str, trials: int, seed: int, lease_seconds: float = 0.3, call_process: bool = False) -> dict[str, int]:
+def kill_trials(url: str, trials: int, seed: int, lease_seconds: float = 0.3) -> dict[str, int]:
     """Start a deliver worker, kill -9 it at a random moment, repeat; then let one finish.
 
     Each worker holds its claims for ``lease_seconds``; the next one takes over what a killed
@@ -125,7 +125,7 @@ def kill_trials(url: str, trials: int, seed: int, lease_seconds: float = 0.3, ca
     rng = Random(seed)
     killed = killed_while_sending = 0
     for _ in range(trials):
-        worker = subprocess.Popen([sys.executable, "-m", "tests.chaos.worker", url, str(lease_seconds), "call-process" if call_process else "inline"], cwd=REPO,
+        worker = subprocess.Popen([sys.executable, "-m", "tests.chaos.worker", url, str(lease_seconds)], cwd=REPO,
                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         worker.stdout.readline()  # READY: imports done, about to claim work
         time.sleep(rng.uniform(0.0, 2.0))  # the first claim comes about a second after READY
@@ -137,5 +137,5 @@ def kill_trials(url: str, trials: int, seed: int, lease_seconds: float = 0.3, ca
         with sessions(url)() as session:
             killed_while_sending += session.scalar(select(func.count(DeliveryRow.id)).where(DeliveryRow.state == "sending")) > 0
         time.sleep(lease_seconds + 0.05)  # the dead worker's leases run out
-    deliver_until_done(url, "after-the-kills", rounds=10, lease_seconds=lease_seconds, call_process=call_process)
+    deliver_until_done(url, "after-the-kills", rounds=10, lease_seconds=lease_seconds)
     return {"trials": trials, "killed": killed, "killed_while_sending": killed_while_sending}

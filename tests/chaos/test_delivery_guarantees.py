@@ -212,20 +212,17 @@ def test_shuffled_and_repeated_status_updates_end_at_the_true_latest(ledger_url:
     assert not wrong, list(wrong.items())[:5]
 
 
-@pytest.mark.parametrize("call_process", [False, True], ids=["inline", "call-process"])
-def test_killing_the_worker_at_random_points_loses_and_duplicates_nothing(stack: SandboxStack, tmp_path, call_process: bool) -> None:
-    """kill -9 of the worker; with a call process, its orphaned child makes no call past half the lease."""
-    from paht_bridge.ledger.db import migrate
+def test_killing_the_worker_at_random_points_loses_and_duplicates_nothing(stack: SandboxStack, ledger_url: str) -> None:
+    """kill -9 of the deliver worker at random moments, on either ledger, then one that finishes."""
     from tests.chaos.harness import kill_trials
 
     trials = int(os.environ.get("PAHT_KILL_TRIALS", 15))
-    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
-    migrate(url)
+    url = ledger_url
     load_backlog(stack, trials * 12)
     ingest_all(url)
     for target in ("qoffice_quangtri", "tdoffice_dienbien"):
         stack.chaos[target].configure(latency=0.03)  # so a kill often lands mid-call
-    outcome = kill_trials(url, trials, seed=91, call_process=call_process)
+    outcome = kill_trials(url, trials, seed=91)
     figures = exactly_once(stack, url)
     assert outcome["killed"] >= trials * 0.8, outcome  # the kills really happened mid-run
     assert outcome["killed_while_sending"] >= 1, outcome  # and some between 'sending' and its outcome
@@ -339,8 +336,8 @@ def test_a_worker_whose_lease_ran_out_mid_batch_does_not_send(stack: SandboxStac
     first must not send them too (found in review: two create calls per reference)."""
     from datetime import timedelta
 
-    from paht_bridge.steps.deliver import _deliver_one
     from paht_bridge.ledger.store import claim_deliveries
+    from paht_bridge.steps.deliver import send_claimed
 
     load_backlog(stack, 4)
     ingest_all(ledger_url)
@@ -355,8 +352,8 @@ def test_a_worker_whose_lease_ran_out_mid_batch_does_not_send(stack: SandboxStac
         from paht_bridge.steps import deliver
 
         assert deliver(fast).counts == {"delivered": 2}  # the next worker takes over
-        outcomes = [_deliver_one(session, slow, delivery) for delivery in held]
-    assert outcomes == ["lease_lost", "lease_lost"]
+        outcome = send_claimed(session, slow, slow.mapping.target("qoffice_quangtri"), held)
+    assert outcome.counts == {"lease_lost": 2}
     figures = exactly_once(stack, ledger_url)
     assert figures["create_requests_seen_by_targets"] == figures["documents"] == 2
 
@@ -448,9 +445,9 @@ def test_the_worker_delivering_a_reports_last_lane_shows_it_delivered(stack: San
 
     from paht_bridge.connectors.hooks import AirflowConnectors
     from paht_bridge.ledger.models import ReportRow
-    from paht_bridge.steps import StepContext, StepResult, deliver, ingest
-    from paht_bridge.steps.deliver import _send_chunk
     from paht_bridge.ledger.store import claim_deliveries
+    from paht_bridge.steps import StepContext, deliver, ingest
+    from paht_bridge.steps.deliver import send_claimed
 
     mapping = _with_a_co_handler()
     first, second = (StepContext(mapping=mapping, sessions=sessions(ledger_url), connectors=AirflowConnectors(mapping), run_id=name,
@@ -462,8 +459,7 @@ def test_the_worker_delivering_a_reports_last_lane_shows_it_delivered(stack: San
                                 lease=first.lease, now=first.clock())
         assert [d.lane for d in held] == [0]
         assert deliver(second).counts == {"delivered": 1}  # the other lane, while the first worker holds its own
-        result = StepResult(deployment="quang_tri", step="deliver")
-        _send_chunk(session, first, held, set(), result)
+        result = send_claimed(session, first, first.mapping.target(held[0].target), held)
         assert result.counts == {"delivered": 1}
     with sessions(ledger_url)() as session:
         assert session.scalars(select(ReportRow.status).where(ReportRow.deployment == "quang_tri")).all() == ["delivered"]

@@ -1,4 +1,4 @@
-"""A deliver worker process for the kill -9 trials: ``python -m tests.chaos.worker URL LEASE [inline|call-process]``.
+"""A deliver worker process for the kill -9 trials: ``python -m tests.chaos.worker URL LEASE``.
 
 It says READY only once its clients are built (Airflow connections read, WSDL parsed), so
 the kill lands while it claims, sends and records, not while Python imports."""
@@ -14,8 +14,7 @@ from tests.chaos.harness import contexts
 
 def main() -> None:
     url, lease = sys.argv[1], float(sys.argv[2])
-    call_process = len(sys.argv) > 3 and sys.argv[3] == "call-process"
-    ready = contexts(url, f"worker-{os.getpid()}", lease_seconds=lease, batch_size=5, call_process=call_process)
+    ready = contexts(url, f"worker-{os.getpid()}", lease_seconds=lease, batch_size=5)
     for ctx in ready:
         for target in ctx.mapping.targets:
             ctx.connectors.target(target.name)
