@@ -204,6 +204,9 @@ class RunRow(Base):
     state: Mapped[str] = mapped_column(String(16))  # running, success, partial (some items failed), failed
     counts: Mapped[dict] = mapped_column(JSON, default=dict)
     errors: Mapped[list] = mapped_column(JSON, default=list)
+    #: Where the task ran, so a later run can tell a task that is gone from one still working.
+    host: Mapped[str | None] = mapped_column(String(255))
+    pid: Mapped[int | None] = mapped_column(Integer)
 
 
 class CircuitRow(Base):
