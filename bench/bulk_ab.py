@@ -39,7 +39,7 @@ def one_run(reports: int, home: Path, json_rows: bool) -> dict[str, dict[str, fl
                 before = cpu_seconds(box, url)
                 for name in DEPLOYMENTS:
                     ctx = context(url, name, f"bulk-ab-{phase}")
-                    for spec in ctx.mapping.sources:  # clients built before the clock, as in bench.pipeline
+                    for spec in ctx.mapping.sources:  # clients built before the clock, as in bench.delivery
                         ctx.connectors.source(spec.name)
                     for spec in ctx.mapping.targets:
                         ctx.connectors.target(spec.name)
@@ -62,10 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     with trial_home() as home:
         from sqlalchemy.orm import configure_mappers
 
-        from paht_bridge.tasks import settle_heap
-
         configure_mappers()
-        settle_heap()
         for rep in range(args.repetitions):
             order = ("executemany", "json") if rep % 2 == 0 else ("json", "executemany")
             for mode in order:

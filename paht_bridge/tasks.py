@@ -8,7 +8,6 @@ marks it failed once its process is gone (``close_abandoned_runs``).
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import socket
@@ -31,7 +30,6 @@ log = logging.getLogger(__name__)
 
 def run_step(step: str, deployment_name: str, run_id: str, dag_id: str | None = None) -> dict:
     """Run ``step`` for one deployment; returns counts (safe for XCom: no personal data)."""
-    settle_heap()
     install_log_masking()
     mapping = deployment(deployment_name)
     migrate()
@@ -88,30 +86,6 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # another user's process: it exists
         return True
     return True
-
-
-_settled = False
-#: Allocations (net) before the youngest generation is collected; Python's default is 700.
-YOUNG_GENERATION = 10_000
-
-
-def settle_heap() -> None:
-    """Hide what a task process holds before its step (Airflow, SQLAlchemy, zeep, pydantic: a
-    few hundred thousand objects that live as long as the process) from the cyclic garbage
-    collector, so each full collection during a batch scans only what the batch made (the
-    benchmark measured about 0.4 ms per report spent in those full collections otherwise).
-    Once per process: a process that runs many steps (``dag.test``, the demo) freezes only
-    what it imported, not the garbage of its earlier steps.
-
-    It also lets the youngest generation grow to ``YOUNG_GENERATION`` objects before it is
-    collected: a batch's rows, sessions and models live until the batch ends, so at Python's
-    700 each was scanned again about 170 times per 2,000 deliveries (0.10-0.17 s of the step's
-    1.0-1.3 s of CPU on PostgreSQL); at 10,000, 6 collections took 0.04-0.10 s."""
-    global _settled
-    if not _settled:
-        _settled = True
-        gc.freeze()
-        gc.set_threshold(YOUNG_GENERATION, *gc.get_threshold()[1:])
 
 
 def _finish(make_session, run_id: int, state: str, counts: dict, errors: list) -> None:  # noqa: ANN001
