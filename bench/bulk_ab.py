@@ -2,7 +2,7 @@
 document (B, ``paht_bridge.ledger.bulk``), alternated in one run, every process's CPU counted.
 
 Wall times on this 2-core machine move by up to 2× within minutes, so the figure to read is
-CPU time: the step's process, its forked children (page reader, call process), the stand-ins
+CPU time: the step's process, the stand-ins
 and PostgreSQL's server processes, for ingest and for deliver of the same backlog apiece.
 
     .venv/bin/python -m bench.bulk_ab [--reports 2000] [--repetitions 4]
