@@ -137,7 +137,7 @@ async def answer_with_faults(
     any Server fault, each in the stand-in's own words.
     """
     plan = state.take_fault(operation)
-    kind = plan.kind if plan else None
+    kind, delay = (plan.kind, plan.delay) if plan else (None, 0.0)
     if kind == "server_fault":
         raise SoapFault("Server", busy, internal_code)
     if kind == "html":
@@ -145,14 +145,14 @@ async def answer_with_faults(
     if kind == "entity_bomb":
         return xml_response(entity_bomb)
     if kind == "latency":
-        await asyncio.sleep(plan.delay)
+        await asyncio.sleep(delay)
     answer = run()
     # Check our own answers too, so the stand-in can never drift from the schema it publishes.
     broken = schema.fault(answer, f"{operation} answer")
     if broken is not None:
         raise SoapFault("Server", broken.reason, internal_code, broken.element, broken.path)
     if kind == "timeout_after_commit":
-        await asyncio.sleep(plan.delay)  # committed, but the caller gives up before hearing so
+        await asyncio.sleep(delay)  # committed, but the caller gives up before hearing so
     return xml_response(envelope(answer))
 
 
