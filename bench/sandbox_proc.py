@@ -24,7 +24,7 @@ from typing import Any
 
 from fastapi import Body, FastAPI
 
-from paht_bridge.sandbox import citizen_app
+from paht_bridge.sandbox import sample_media
 from paht_bridge.sandbox.backlog import load_backlog
 from paht_bridge.sandbox.desk import next_stage
 from paht_bridge.sandbox.server import LoopbackServer
@@ -32,7 +32,7 @@ from paht_bridge.sandbox.stack import SandboxStack
 
 #: Attachments whose id starts with this are ``BIG-<bytes>-<n>``: JPEG-shaped, of that size.
 BIG = "BIG-"
-_generated = citizen_app.attachment_bytes
+_generated = sample_media.attachment_bytes
 
 
 def _bytes_for(attachment_id: str, media_type: str) -> bytes:
@@ -117,8 +117,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--urls-file", type=Path, required=True)
     parser.add_argument("--refuse-one-in", type=int, default=0)
     args = parser.parse_args(argv)
-    citizen_app.attachment_bytes = _bytes_for  # BIG-… attachments (the citizen app looks the name up per call)
-    citizen_app.attachment_digest = _digest
+    sample_media.attachment_bytes = _bytes_for  # BIG-… attachments (the stand-ins look the name up per call)
+    sample_media.attachment_digest = _digest
     stack = SandboxStack(refuse_one_in=args.refuse_one_in, seed_reports=False)
     urls = stack.start()
     control = LoopbackServer(control_app(stack), name="control").start()

@@ -1,6 +1,6 @@
 """Checks a citizen app's report must pass beyond its wire shape, each failure naming its field.
 
-The wire models in ``citizen_app`` check types; these check meaning and size against the
+The wire models in ``citizen_wire`` check types; these check meaning and size against the
 connector's ``ConnectorLimits``: times, coordinates, text (control characters, legacy
 encodings, lengths) and declared attachments. Each returns a list of reasons (empty when
 all is well), so a quarantined report says everything that is wrong with it at once.
@@ -21,7 +21,7 @@ from paht_bridge.normalise.legacy_charsets import LegacyText, convert_legacy_tex
 from paht_bridge.normalise.text import strip_markup, text_problem, unusable_characters
 
 if TYPE_CHECKING:
-    from paht_bridge.connectors.citizen_app import WireAttachment, WireLocation, WireRating, WireReport
+    from paht_bridge.connectors.citizen_wire import WireAttachment, WireLocation, WireRating, WireReport
 
 #: Vietnam's mainland and near islands (Phú Quốc, Côn Đảo, Cát Bà...). A report placed
 #: outside is a wrong GPS fix or a wrong sign, not a place an agency can go to.

@@ -18,7 +18,9 @@ def printable(text: str, limit: int | None = None) -> str:
     return clean if limit is None else clean[:limit]
 
 
-def validation_summary(exc: ValidationError, root: str = "item", most: int = 5) -> str:
+def validation_summary(exc: ValidationError, root: str = "item", most: int | None = 5, prefix: str = "") -> str:
     """Where a shape was wrong and why, field by field, without echoing the values (they may
-    hold personal data)."""
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or root}: {e['msg']}" for e in exc.errors(include_input=False)[:most])
+    hold personal data). ``most`` None names every error (a quarantine reason is read by the
+    person fixing the item); ``prefix`` goes before each field path."""
+    errors = exc.errors(include_input=False)[:most]
+    return "; ".join(f"{prefix}{'.'.join(map(str, e['loc'])) or root}: {e['msg']}" for e in errors)

@@ -4,9 +4,10 @@ Many cities' citizen portals speak GeoReport v2 (open311.org): a request
 (``service_request``) is a phản ánh hiện trường (field report), its ``service_code`` the
 category. This module pulls requests in date windows, streams their photo (``media_url``)
 and publishes the agencies' answers back with mySociety's *service request updates*
-extension. The wire shape stays in this module and its two companions, ``open311_wire``
-(the request model, its checks and mapping, error documents) and ``open311_position``
-(the cursor); the rest of the bridge sees canonical models only.
+extension. The wire shape stays in this module and its companions, ``open311_wire`` (the
+request model, its checks and mapping, the outcome form), ``open311_answers`` (error
+documents, XML read as dicts) and ``open311_position`` (the cursor); the rest of the bridge
+sees canonical models only.
 
 Wire format in brief (see ``paht_bridge.sandbox.open311`` for the stand-in):
 ``GET {base}/requests.{json|xml}?start_date=&end_date=&jurisdiction_id=`` (ISO 8601 with an
@@ -43,49 +44,45 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import requests
-from pydantic import SecretStr, ValidationError
 
-from paht_bridge.connectors.citizen_app import ID_PATTERN, clean_reason, describe_errors, page_log_level, payload_text
-from paht_bridge.connectors.content import SIGNATURES, SNIFF_BYTES, media_type_of, mismatch
-from paht_bridge.connectors.errors import AmbiguousError, MalformedResponse, PermanentError, RejectedContent, TransientError
+from paht_bridge.connectors.attachment_download import CheckedDownload
+from paht_bridge.connectors.citizen_app import page_log_level
+from paht_bridge.connectors.content import SIGNATURES, media_type_of, mismatch
+from paht_bridge.connectors.errors import AmbiguousError, MalformedResponse, PermanentError, TransientError
 from paht_bridge.connectors.http import DEFAULT_TIMEOUT, TRANSIENT_STATUS, HttpTransport
 from paht_bridge.connectors.limits import DEFAULT_LIMITS, ConnectorLimits
 from paht_bridge.connectors.open311_position import FeedPosition, ceil_second, floor_second, order_key, wire_time
 from paht_bridge.connectors.messages import printable
+from paht_bridge.connectors.open311_answers import element_dict, first_update_id, json_error, local_name, xml_error
 from paht_bridge.connectors.open311_wire import (
     ONE_SECOND,
     WireRequest,
     absolute_url,
     check_request,
-    element_dict,
-    first_update_id,
-    json_error,
-    local_name,
     masked_raw,
     media_of,
     missing_as_none,
     number_as_text,
     outcome_form,
     request_from_wire,
-    xml_error,
 )
+from paht_bridge.connectors.quarantine import convert_each, payload_text, quarantine_record
 from paht_bridge.connectors.xml import XmlRefused, parse_xml
 from paht_bridge.canonical import VIETNAM_TZ, Attachment, Outcome, Page, Quarantined, Rating, Report, vietnam_now
 
 log = logging.getLogger(__name__)
 
 DEFAULT_START = datetime(2020, 1, 1, tzinfo=VIETNAM_TZ)
-STREAM_CHUNK = 64 * 1024
 #: Every status is read by the client itself, so an Open311 error document is never lost
 #: behind the transport's generic "HTTP 403" message.
 ANY_STATUS = tuple(range(100, 600))
 #: An error's description saying the update is already there: success for an idempotent publish.
 ALREADY_EXISTS = re.compile(r"already exist|duplicate|đã tồn tại", re.IGNORECASE)
-
 
 
 class Open311Client:
@@ -216,35 +213,23 @@ class Open311Client:
         reports, the rest quarantined with why. Never raises for what an item holds; a
         quarantined item's payload is its JSON text, so ``json.loads`` it and pass it here to replay."""
         now = self._clock()
-        reports: list[Report] = []
-        quarantined: list[Quarantined] = []
-        for raw in raw_items:
-            try:
-                wire = WireRequest.model_validate(raw)
-                problems = check_request(wire, self.limits, now)
-                if problems:
-                    raise ValueError("; ".join(problems))
-                reports.append(request_from_wire(wire, self.name, self._http.base_url))
-            except ValidationError as exc:
-                prefix = "" if exc.title == WireRequest.__name__ else "canonical "
-                quarantined.append(self._quarantine(raw, describe_errors(exc, prefix)))
-            except ValueError as exc:
-                quarantined.append(self._quarantine(raw, str(exc)))
-            except Exception as exc:  # noqa: BLE001 - one unreadable item must not stop its page
-                quarantined.append(self._quarantine(raw, f"item: could not be read ({exc.__class__.__name__})"))
-        return reports, quarantined
+
+        def convert(raw: Any) -> Report:
+            wire = WireRequest.model_validate(raw)
+            problems = check_request(wire, self.limits, now)
+            if problems:
+                raise ValueError("; ".join(problems))
+            return request_from_wire(wire, self.name, self._http.base_url)
+
+        return convert_each(raw_items, WireRequest.__name__, convert, self._quarantine)
 
     def _quarantine(self, raw: object, reason: str) -> Quarantined:
         source_id = number_as_text(missing_as_none(raw.get("service_request_id"))) if isinstance(raw, dict) else None
-        if not (isinstance(source_id, str) and re.match(ID_PATTERN, source_id)):
-            source_id = None  # the raw text still shows it; the ledger key must stay storable
         if not isinstance(raw, dict):
             reason = f"item: expected an object, got {type(raw).__name__}"
-        reason = clean_reason(reason)
-        log.warning("open311.quarantined source=%s source_id=%s reason=%s", self.name, source_id, reason)
-        payload = payload_text(raw)
-        return Quarantined(source=self.name, source_id=source_id, reason=reason, raw=masked_raw(raw),
-                           payload=SecretStr(payload) if payload is not None else None)
+        item = quarantine_record(self.name, raw, reason, source_id, masked_raw(raw))
+        log.warning("open311.quarantined source=%s source_id=%s reason=%s", self.name, item.source_id, item.reason)
+        return item
 
     # ratings
 
@@ -269,68 +254,39 @@ class Open311Client:
         file or one over ``max_attachment_bytes`` is ``RejectedContent``.
         """
         url = absolute_url(self._http.base_url, attachment.url)
-        self._check_declared(attachment, url)
+        # GeoReport v2 declares no size or checksum for a media_url: only the limits hold.
+        download = CheckedDownload(self.name, attachment, url, self.limits.max_attachment_bytes)
+        self._check_declared(download)
         response = self._http.request("GET", url, operation="open_attachment", ref=url, stream=True, ok=(200,),
                                       allow_redirects=False)
         try:
-            content_type = response.headers.get("Content-Type", "")
-            if "html" in content_type and "html" not in attachment.media_type:
-                raise MalformedResponse(f"expected {attachment.media_type}, got {content_type}", system=self.name,
-                                        operation="open_attachment", ref=url)
-            length = response.headers.get("Content-Length", "")
-            if length.isdigit() and int(length) > self.limits.max_attachment_bytes:
-                raise self._rejected(attachment, url, f"Content-Length {length}, over the {self.limits.max_attachment_bytes}-byte limit")
-            yield self._checked_chunks(response, attachment, url)
+            download.check_headers(response)
+            yield download.chunks(response, partial(self._sniff, download))
         finally:
             response.close()
 
-    def _check_declared(self, attachment: Attachment, url: str) -> None:
-        parts = urlsplit(url)
+    def _check_declared(self, download: CheckedDownload) -> None:
+        parts = urlsplit(download.ref)
         if parts.scheme not in ("http", "https"):
-            raise self._rejected(attachment, url, f"scheme {parts.scheme[:20]!r} is not allowed (http or https only)")
+            raise download.rejected(f"scheme {parts.scheme[:20]!r} is not allowed (http or https only)")
         allowed = {urlsplit(self._http.base_url).hostname, *self.limits.allowed_media_hosts}
         if parts.hostname not in allowed:
-            raise self._rejected(attachment, url, f"host {str(parts.hostname)[:100]!r} is not the source's host")
-        media_type = media_type_of(attachment.media_type)
+            raise download.rejected(f"host {str(parts.hostname)[:100]!r} is not the source's host")
+        media_type = media_type_of(download.attachment.media_type)
         if media_type not in self.limits.allowed_media_types:
-            raise self._rejected(attachment, url, f"type {media_type[:60]!r} is not allowed")
+            raise download.rejected(f"type {media_type[:60]!r} is not allowed")
 
-    def _checked_chunks(self, response: requests.Response, attachment: Attachment, url: str) -> Iterator[bytes]:
-        size, head, sniffed = 0, b"", False
-        limit = self.limits.max_attachment_bytes
-        try:
-            for chunk in response.iter_content(chunk_size=STREAM_CHUNK):
-                size += len(chunk)
-                if size > limit:
-                    raise self._rejected(attachment, url, f"more than the {limit}-byte limit")
-                if not sniffed:
-                    head += chunk
-                    if len(head) < SNIFF_BYTES:
-                        continue
-                    self._sniff(attachment, url, head)
-                    sniffed, chunk, head = True, head, b""
-                yield chunk
-        except requests.RequestException as exc:
-            raise TransientError(f"download interrupted: {exc.__class__.__name__}", system=self.name,
-                                 operation="open_attachment", ref=url) from exc
-        if size == 0:
-            raise self._rejected(attachment, url, "the file is empty (0 bytes)")
-        if not sniffed:
-            self._sniff(attachment, url, head)
-            yield head
-
-    def _sniff(self, attachment: Attachment, url: str, head: bytes) -> None:
-        why = mismatch(attachment.media_type, head)
+    def _sniff(self, download: CheckedDownload, head: bytes) -> None:
+        """The first bytes must be the declared type, except that a ``media_url`` whose type was
+        guessed may be any allowed image."""
+        why = mismatch(download.attachment.media_type, head)
         if why is None:
             return
-        _, _, guessed = media_of(url, "x")
+        _, _, guessed = media_of(download.ref, "x")
         if guessed and any(t.startswith("image/") and mismatch(t, head) is None
                            for t in self.limits.allowed_media_types if t in SIGNATURES):
             return
-        raise self._rejected(attachment, url, why)
-
-    def _rejected(self, attachment: Attachment, url: str, why: str) -> RejectedContent:
-        return RejectedContent(f"attachment {attachment.name}: {why}", system=self.name, operation="open_attachment", ref=url)
+        raise download.rejected(why)
 
     # outcomes
 

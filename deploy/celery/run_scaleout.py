@@ -35,279 +35,18 @@ import random
 import secrets
 import shutil
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import psycopg
-import requests
+# The cluster (processes, databases, the REST API, the ledger) is in the module beside this script.
+from scaleout_cluster import REPO, Scaleout, failed_runs
 
-REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))  # run as a script: the bridge and the test helpers import from the checkout
-VENV_BIN = Path(sys.executable).parent
-POSTGRES_ADMIN = os.environ.get("PAHT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS = os.environ.get("PAHT_SCALEOUT_REDIS", "redis://127.0.0.1:6379/13")
 LIFECYCLE = ("paht_ingest", "paht_poll_publish", "paht_ratings")
-ALL_DAGS = ("paht_ingest", "paht_deliver", "paht_poll_publish", "paht_ratings", "paht_reconcile")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Scaleout:
-    def __init__(self, home: Path, workers: int, keep: bool, lines: list[str]) -> None:
-        self.home = home
-        self.workers = workers
-        self.keep = keep
-        self.lines = lines
-        self.processes: dict[str, subprocess.Popen] = {}
-        suffix = secrets.token_hex(4)
-        self.airflow_db = f"paht_airflow_scale_{suffix}"
-        self.ledger_db = f"paht_ledger_scale_{suffix}"
-        self.port = free_port()
-        self.started = time.monotonic()
-        self.token: str | None = None
-        self.dags_folder = REPO / "dags"
-
-    # -- output
-
-    def say(self, text: str) -> None:
-        line = f"[{time.monotonic() - self.started:7.1f}s] {text}"
-        print(line, flush=True)
-        self.lines.append(line)
-
-    # -- set-up
-
-    def env(self) -> dict[str, str]:
-        pg = "postgresql+psycopg://postgres@127.0.0.1:5432"
-        env = {
-            **os.environ,
-            "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-            "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'deploy' / 'celery'}",
-            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "paht_scaleout_hostname.hostname",
-            "AIRFLOW_HOME": str(self.home / "airflow"),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-            "AIRFLOW__CORE__PARALLELISM": "8",
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.home / "passwords.json"),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"{pg}/{self.airflow_db}",
-            # psycopg 3 also drives the async engine (Airflow would pick asyncpg, not installed).
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": f"{pg}/{self.airflow_db}",
-            "AIRFLOW__CELERY__BROKER_URL": REDIS,
-            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{pg}/{self.airflow_db}",
-            "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
-            "AIRFLOW__API__PORT": str(self.port),
-            "AIRFLOW__API__WORKERS": "1",
-            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(16),
-            "AIRFLOW__API__SECRET_KEY": secrets.token_hex(16),
-            "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
-            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
-            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
-            "PAHT_HOME": str(self.home / "paht"),
-            "PAHT_LEDGER_URL": f"{pg}/{self.ledger_db}",
-        }
-        return env
-
-    def create_databases(self) -> None:
-        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
-            for name in (self.airflow_db, self.ledger_db):
-                admin.execute(f'CREATE DATABASE "{name}"')
-        self.say(f"created databases {self.airflow_db} (Airflow metadata) and {self.ledger_db} (ledger)")
-
-    def drop_databases(self) -> None:
-        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
-            for name in (self.airflow_db, self.ledger_db):
-                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    def start(self, name: str, argv: list[str], env: dict[str, str]) -> None:
-        log = open(self.home / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
-        self.processes[name] = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
-
-    def start_sandbox(self) -> dict[str, str]:
-        urls_file = self.home / "sandbox-urls.json"
-        self.start("sandbox", [sys.executable, "-m", "paht_bridge.sandbox", "--urls-file", str(urls_file), "--desk-interval", "4"],
-                   {**os.environ, "PYTHONPATH": str(REPO)})
-        deadline = time.monotonic() + 60
-        while not urls_file.exists():
-            if time.monotonic() > deadline:
-                raise RuntimeError("the sandbox did not start")
-            time.sleep(0.2)
-        from paht_bridge.sandbox.stack import SandboxUrls
-
-        urls = SandboxUrls.from_json(urls_file.read_text())
-        self.urls = urls
-        self.say(f"stand-ins up: {', '.join(f'{k}={v}' for k, v in urls.urls.items())}")
-        return urls.connection_env()
-
-    def stop_all(self) -> None:
-        for name, process in reversed(list(self.processes.items())):
-            if process.poll() is None:
-                try:
-                    os.killpg(process.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    continue
-        deadline = time.monotonic() + 30
-        for name, process in self.processes.items():
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                process.wait()
-
-    # -- the REST API
-
-    def api(self, method: str, path: str, **kwargs) -> requests.Response:  # noqa: ANN003
-        if self.token is None:
-            answer = requests.post(f"http://127.0.0.1:{self.port}/auth/token", json={"username": "admin", "password": "admin"}, timeout=30)
-            answer.raise_for_status()
-            self.token = answer.json()["access_token"]
-        response = requests.request(method, f"http://127.0.0.1:{self.port}/api/v2{path}",
-                                    headers={"Authorization": f"Bearer {self.token}"}, timeout=60, **kwargs)
-        response.raise_for_status()
-        return response
-
-    def wait_for_api_and_dags(self, timeout: float = 300) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for name, process in self.processes.items():
-                if process.poll() is not None:
-                    raise RuntimeError(f"{name} exited with {process.returncode}; see {self.home / (name + '.log')}")
-            try:
-                dags = {d["dag_id"] for d in self.api("GET", "/dags", params={"limit": 100}).json()["dags"]}
-                if set(ALL_DAGS) <= dags:
-                    self.say(f"api-server up on :{self.port}; the dag-processor has parsed {sorted(dags)}")
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(2)
-        raise RuntimeError("the DAGs did not appear in time")
-
-    def trigger(self, dag_id: str) -> str:
-        run = self.api("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None}).json()
-        return run["dag_run_id"]
-
-    def active_runs(self) -> int:
-        runs = self.api("GET", "/dags/~/dagRuns", params={"state": ["queued", "running"], "limit": 100}).json()
-        return runs["total_entries"]
-
-    def wait_idle(self, timeout: float = 600) -> None:
-        deadline = time.monotonic() + timeout
-        time.sleep(2)
-        while self.active_runs():
-            if time.monotonic() > deadline:
-                raise RuntimeError("DAG runs still active after the time limit")
-            time.sleep(2)
-
-    def runs(self, dag_id: str, since: datetime | None = None, run_type: str | None = None) -> list[dict]:
-        params: dict[str, object] = {"limit": 100, "order_by": "-run_after"}
-        if since is not None:
-            params["run_after_gte"] = since.isoformat()
-        if run_type is not None:
-            params["run_type"] = [run_type]
-        return self.api("GET", f"/dags/{dag_id}/dagRuns", params=params).json()["dag_runs"]
-
-    def first_run(self, dag_id: str, run_type: str, timeout: float = 180) -> dict | None:
-        """The first run of ``dag_id`` of that type, once it exists (None after ``timeout``)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = self.runs(dag_id, run_type=run_type)
-            if found:
-                return min(found, key=lambda r: r["run_after"])
-            time.sleep(1)
-        return None
-
-    def runs_by_type(self, dag_id: str, since: datetime | None = None) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for run in self.runs(dag_id, since):
-            counts[run["run_type"]] = counts.get(run["run_type"], 0) + 1
-        return counts
-
-    def run_states(self) -> dict[str, dict[str, int]]:
-        out: dict[str, dict[str, int]] = {}
-        for dag_id in ALL_DAGS:
-            for run in self.api("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 100}).json()["dag_runs"]:
-                out.setdefault(dag_id, {}).setdefault(run["state"], 0)
-                out[dag_id][run["state"]] += 1
-        return out
-
-    def hosts(self) -> tuple[dict[str, int], dict[str, int], dict[str, float]]:
-        """Which Celery worker ran how many task instances (their hostname is the worker's); the
-        task instances no worker has taken yet, by state (a run the watchers started after the
-        last round may still be queued when we count); and the mean seconds a task instance
-        spent queued and running."""
-        from datetime import datetime
-
-        counts: dict[str, int] = {}
-        not_taken: dict[str, int] = {}
-        queued, running = [], []
-        for dag_id in ALL_DAGS:
-            for run in self.api("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 100}).json()["dag_runs"]:
-                tis = self.api("GET", f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}/taskInstances", params={"limit": 100}).json()
-                for ti in tis["task_instances"]:
-                    if not ti.get("hostname"):
-                        state = ti.get("state") or "none"
-                        not_taken[state] = not_taken.get(state, 0) + 1
-                        continue
-                    counts[ti["hostname"]] = counts.get(ti["hostname"], 0) + 1
-                    if ti.get("queued_when") and ti.get("start_date") and ti.get("duration") is not None:
-                        at = [datetime.fromisoformat(ti[k].replace("Z", "+00:00")) for k in ("queued_when", "start_date")]
-                        queued.append((at[1] - at[0]).total_seconds())
-                        running.append(float(ti["duration"]))
-        timing = {"task_instances_timed": len(running), "mean_queued_s": round(sum(queued) / len(queued), 2) if queued else None,
-                  "mean_running_s": round(sum(running) / len(running), 2) if running else None}
-        return counts, not_taken, timing
-
-    # -- the ledger
-
-    def ledger_counts(self) -> dict[str, int]:
-        with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{self.ledger_db}") as conn:
-            rows = conn.execute("select status, count(*) from reports group by status").fetchall()
-        return {status: n for status, n in rows}
-
-    def finished(self) -> tuple[int, int]:
-        """(reports whose life has ended, reports): rated, or published where the channel takes no ratings."""
-        from paht_bridge.config.deployment import deployment
-
-        with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{self.ledger_db}") as conn:
-            rows = conn.execute("select deployment, status, count(*) from reports group by deployment, status").fetchall()
-        final = {name: deployment(name).final_status for name, _, _ in rows}
-        return sum(n for name, status, n in rows if status == final[name]), sum(n for _, _, n in rows)
-
-    def cycle_seconds(self, ingest_run: str, timeout: float = 120) -> float | None:
-        """From an ingest run's start to the end of the first deliver run an Asset event started
-        after it ended (waited for: the scheduler creates that run a moment after the ingest run
-        ends, and the system can look idle in between). None when there is none in time."""
-        from datetime import datetime
-
-        def at(value: str) -> datetime:
-            return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-        deadline = time.monotonic() + timeout
-        while True:
-            ingest = self.api("GET", f"/dags/paht_ingest/dagRuns/{ingest_run}").json()
-            runs = self.api("GET", "/dags/paht_deliver/dagRuns", params={"limit": 100}).json()["dag_runs"]
-            ends = [at(r["end_date"]) for r in runs if r["run_type"] == "asset_triggered" and r["end_date"] and r["state"] == "success"
-                    and ingest["end_date"] and at(r["end_date"]) >= at(ingest["end_date"])]
-            if ends:
-                return (min(ends) - at(ingest["start_date"])).total_seconds()
-            if time.monotonic() > deadline:
-                return None
-            time.sleep(1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -364,31 +103,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(run: Scaleout, args: argparse.Namespace) -> bool:
-    run.say(f"scale-out: CeleryExecutor, {run.workers} workers, broker {REDIS}, PostgreSQL metadata and ledger")
-    import redis
-
-    redis.Redis.from_url(REDIS).flushdb()  # this run's own database index: no stale Celery messages
-    run.create_databases()
-    conns = run.start_sandbox()
-    env = {**run.env(), **conns}
-    (run.home / "passwords.json").write_text(json.dumps({"admin": "admin"}))
-    airflow = str(VENV_BIN / "airflow")
-    started = time.monotonic()
-    migrated = subprocess.run([airflow, "db", "migrate"], env=env, capture_output=True, text=True, cwd=REPO)
-    if migrated.returncode != 0:
-        raise RuntimeError(f"airflow db migrate failed: {migrated.stdout[-1500:]}{migrated.stderr[-1500:]}")
-    run.say(f"airflow db migrate: {time.monotonic() - started:.0f} s")
-    from paht_bridge.ledger.db import migrate
-
-    migrate(env["PAHT_LEDGER_URL"])
-    run.start("api-server", [airflow, "api-server", "--port", str(run.port)], env)
-    run.start("scheduler", [airflow, "scheduler"], env)
-    run.start("dag-processor", [airflow, "dag-processor"], env)
-    run.start("triggerer", [airflow, "triggerer"], env)
-    for n in range(1, run.workers + 1):
-        run.start(f"worker-{n}", [airflow, "celery", "worker", "--celery-hostname", f"paht-worker-{n}@%h", "--concurrency", "2"],
-                  {**env, "PAHT_WORKER_NAME": f"paht-worker-{n}"})
-    run.wait_for_api_and_dags()
+    run.start_cluster()
 
     # Round 0: nothing triggered. The watchers in the triggerer find the seeded backlog past the
     # ledger's (empty) cursors and start paht_ingest; its Asset event starts paht_deliver. (A new
@@ -420,7 +135,7 @@ def _run(run: Scaleout, args: argparse.Namespace) -> bool:
     run.say(f"DAG runs by state: {states}")
     hosts, not_taken, timing = run.hosts()
     run.say(f"task instances per worker: {hosts}; not taken by a worker yet, by state: {not_taken}; per task instance: {timing}")
-    failed = {dag: s.get('failed', 0) for dag, s in states.items() if s.get("failed")}
+    failed = failed_runs(states)
     watcher_runs = run.runs_by_type("paht_ingest").get("asset_triggered", 0)
     run.say(f"paht_ingest runs started by the new-reports watchers (triggerer): {watcher_runs}")
 
@@ -492,7 +207,7 @@ def _latency(run: Scaleout, args: argparse.Namespace, cycle: float | None) -> bo
             source = sources[next_post % len(sources)]
             ref, body = _new_report(source, next_post, tag)
             at = time.time()
-            requests.post(f"{run.urls.urls[source]}/_sandbox/reports", json=body, timeout=30).raise_for_status()
+            run.post_report(source, body)
             posted[ref] = {"source": source, "posted_at": at}
             next_post += 1
         for url in targets:
@@ -517,7 +232,7 @@ def _latency(run: Scaleout, args: argparse.Namespace, cycle: float | None) -> bo
     p95 = statistics.quantiles(latencies, n=100, method="inclusive")[94] if len(latencies) >= 2 else (latencies or [None])[0]
     docs, twice = _documents(run)
     states = run.run_states()
-    failed = {dag: s.get("failed", 0) for dag, s in states.items() if s.get("failed")}
+    failed = failed_runs(states)
     ingest_runs, deliver_runs = run.runs_by_type("paht_ingest", window_start), run.runs_by_type("paht_deliver", window_start)
     result = {
         "figure": "P6: from a report posted in a citizen app to its document existing at the back end",
@@ -542,7 +257,6 @@ def _latency(run: Scaleout, args: argparse.Namespace, cycle: float | None) -> bo
             f"runs meanwhile: paht_ingest {ingest_runs}, paht_deliver {deliver_runs}")
     manual = ingest_runs.get("manual", 0)
     return len(latencies) == n and not twice and not failed and manual == 0 and ingest_runs.get("asset_triggered", 0) > 0
-
 
 
 # -- P2: the bridge against one mapped task per report, on this scheduler ----------------------
@@ -570,7 +284,7 @@ def _compare(run: Scaleout, args: argparse.Namespace) -> bool:
     n, sample = args.backlog, args.compare_baseline
     backlog = list(synthetic_reports(n))
     for source, body in backlog:
-        requests.post(f"{run.urls.urls[source]}/_sandbox/reports", json=body, timeout=30).raise_for_status()
+        run.post_report(source, body)
     refs = {f"PAHT-{source}-{body['id']}" for source, body in backlog}
     run.say(f"P2: {n} reports posted to the citizen apps; triggering paht_ingest (paht_deliver follows on its Asset)")
     started = time.monotonic()

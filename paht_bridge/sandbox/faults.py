@@ -10,8 +10,11 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from pydantic import BaseModel
+
+#: What a reverse proxy in front of a citizen app serves, with 200, when the app is down.
+BAD_GATEWAY_PAGE = "<html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gateway</h1></body></html>"
 
 
 class FaultSlot:
@@ -51,3 +54,8 @@ def add_fault_routes(router: APIRouter, state: FaultSlot, model: type[BaseModel]
 
     router.add_api_route("/faults", set_fault, methods=["POST"])
     router.add_api_route("/faults", clear_faults, methods=["DELETE"])
+
+
+def bad_gateway_page() -> Response:
+    """The proxy's error page, as an injected ``html`` fault answers it."""
+    return Response(BAD_GATEWAY_PAGE, status_code=200, media_type="text/html")

@@ -1,13 +1,13 @@
 """Stand-in for iOffice Quảng Ninh, a VNPT-iOffice-like SOAP document system (hệ thống quản lý văn bản).
 
-It speaks the vendor's WSDL (``mappings/deployments/wsdl/ioffice_quangninh.wsdl``), which
+It speaks the vendor's WSDL (``mappings/wsdl/ioffice_quangninh.wsdl``), which
 differs from the edXML service in every name: Vietnamese operations, its own namespaces,
 a nested ``VanBan`` record, dd/MM/yyyy dates and string status codes. Like a strict real
 service it validates every request body against the WSDL's inline schema and answers a
 SOAP 1.1 fault naming the failing element; it asks for HTTP Basic auth and rejects a
 SOAPAction header that does not match the body. Documents, the change feed, ratings, the
 agency desk, counters and fault injection are the edXML stand-in's
-(:class:`~paht_bridge.sandbox.edxml_docsys.EdxmlDocsysState`); this module only speaks
+(:class:`~paht_bridge.sandbox.edxml_docsys_store.EdxmlDocsysState`); this module only speaks
 the other wire format and the vendor's status codes.
 
 Status codes (``TrangThai``), desk stage → vendor code:
@@ -32,37 +32,33 @@ answered       DA_XU_LY         đã xử lý: answered (``YKienXuLy`` holds the
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
+from functools import partial
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
+from fastapi import FastAPI, HTTPException, Request, Response
 from lxml import etree
 
 from paht_bridge.config.folders import shipped_mappings
 from paht_bridge.connectors.xml import parse_xml
 from paht_bridge.canonical import VIETNAM_TZ, RatingLevel
 from paht_bridge.sandbox.desk import Stage
-from paht_bridge.sandbox.edxml_docsys import (
-    ENTITY_BOMB,
-    HTML_ERROR_PAGE,
+from paht_bridge.sandbox.edxml_docsys import ENTITY_BOMB
+from paht_bridge.sandbox.edxml_docsys_store import EdxmlDocsysState, StoredAttachment, StoredDocument, StoredRating
+from paht_bridge.sandbox.soap_service import (
     SOAP_NS,
-    EdxmlDocsysState,
-    FaultRequest,
+    SchemaCheck,
     SoapFault,
-    StoredAttachment,
-    StoredDocument,
-    StoredRating,
+    answer_with_faults,
     basic_auth_ok,
+    control_routes,
     local_name,
-    xml_response,
-    schema_fault,
     soap_payload,
+    xml_response,
 )
 
 WSDL_FILE = shipped_mappings() / "wsdl" / "ioffice_quangninh.wsdl"
@@ -321,17 +317,8 @@ def _operation(payload: etree._Element, soap_action: str | None) -> str:
     return name
 
 
-def control_routes(state: IofficeDocsysState) -> APIRouter:
-    """The unauthenticated ``/_sandbox`` controls the tests and the demo drive (the desk,
-    the documents with their counters, call statistics, fault injection, a recall)."""
-    router = APIRouter(prefix="/_sandbox")
-
-    def inject(request: FaultRequest) -> dict[str, str]:
-        try:
-            state.inject_fault(request.kind, operation=request.operation, times=request.times, delay=request.delay)
-        except ValueError as exc:
-            raise HTTPException(status_code=400, detail=str(exc)) from exc
-        return {"injected": request.kind}
+def _recall(state: IofficeDocsysState) -> Callable[[str], dict[str, str]]:
+    """``POST /_sandbox/documents/{external_ref}/recall``: the sender withdraws a document."""
 
     def recall(external_ref: str) -> dict[str, str]:
         doc = state.recall(external_ref)
@@ -339,50 +326,14 @@ def control_routes(state: IofficeDocsysState) -> APIRouter:
             raise HTTPException(status_code=404, detail=f"no document with MaThamChieu {external_ref!r}")
         return {"id": doc.doc_id, "status_code": state.vendor_code(doc)}
 
-    def clear_faults() -> dict[str, str]:
-        state.clear_faults()
-        return {"cleared": "all"}
-
-    router.add_api_route("/desk/tick", lambda: {"moved": state.tick()}, methods=["POST"])
-    router.add_api_route("/documents", lambda: {"documents": state.snapshot()}, methods=["GET"])
-    router.add_api_route("/documents/{external_ref}/recall", recall, methods=["POST"])
-    router.add_api_route("/stats", state.stats, methods=["GET"])
-    router.add_api_route("/faults", inject, methods=["POST"])
-    router.add_api_route("/faults", clear_faults, methods=["DELETE"])
-    return router
+    return recall
 
 
 def create_ioffice_app(state: IofficeDocsysState) -> FastAPI:
     """The stand-in service: WSDL at ``GET /ioffice/VanBanService?wsdl``, SOAP at
     ``POST /ioffice/VanBanService``, unauthenticated test controls under ``/_sandbox``."""
     app = FastAPI(title="iOffice Quảng Ninh (sandbox)", docs_url=None, redoc_url=None, openapi_url=None)
-    schema = etree.XMLSchema(_schema_element())
-    schema_lock = threading.Lock()  # an XMLSchema keeps its error log on itself: not shareable across threads
-
-    def check(element: etree._Element, what: str) -> None:
-        with schema_lock:
-            if not schema.validate(element):
-                raise schema_fault(schema, what)
-
-    async def answer(operation: str, payload: etree._Element) -> Response:
-        plan = state.take_fault(operation)
-        kind = plan.kind if plan else None
-        if kind == "server_fault":
-            raise SoapFault("Server", "Hệ thống đang bận, vui lòng thử lại sau (injected)", "LOI_HE_THONG")
-        if kind == "html":
-            return Response(HTML_ERROR_PAGE, media_type="text/html; charset=utf-8")
-        if kind == "entity_bomb":
-            return xml_response(ENTITY_BOMB)
-        if kind == "latency":
-            await asyncio.sleep(plan.delay)
-        result = OPERATIONS[operation](state, payload)
-        try:  # our own answers too, so the stand-in can never drift from the WSDL it publishes
-            check(result, f"{operation} answer")
-        except SoapFault as broken:
-            raise SoapFault("Server", broken.reason, "LOI_HE_THONG", broken.element, broken.path) from broken
-        if kind == "timeout_after_commit":
-            await asyncio.sleep(plan.delay)  # committed, but the caller gives up before hearing so
-        return xml_response(_envelope(result))
+    schema = SchemaCheck(etree.XMLSchema(_schema_element()))
 
     @app.get(SERVICE_PATH)
     def wsdl(request: Request) -> Response:
@@ -399,14 +350,21 @@ def create_ioffice_app(state: IofficeDocsysState) -> FastAPI:
         try:
             payload = soap_payload(await request.body())
             operation = _operation(payload, request.headers.get("soapaction"))
-            check(payload, operation)
+            invalid = schema.fault(payload, operation)
+            if invalid is not None:
+                raise invalid
             state.count_call(operation)
-            return await answer(operation, payload)
+            return await answer_with_faults(
+                state, operation, partial(OPERATIONS[operation], state, payload), schema=schema, envelope=_envelope,
+                entity_bomb=ENTITY_BOMB, busy="Hệ thống đang bận, vui lòng thử lại sau (injected)", internal_code="LOI_HE_THONG",
+            )
         except SoapFault as fault:
             return xml_response(fault_envelope(fault), 500)
         except Exception as exc:  # a stand-in bug still answers in SOAP, as a real service would
             log.exception("ioffice sandbox failed on a request")
             return xml_response(fault_envelope(SoapFault("Server", f"Lỗi hệ thống: {exc.__class__.__name__}", "LOI_HE_THONG")), 500)
 
-    app.include_router(control_routes(state))
+    controls = control_routes(state)
+    controls.add_api_route("/documents/{external_ref}/recall", _recall(state), methods=["POST"])
+    app.include_router(controls)
     return app

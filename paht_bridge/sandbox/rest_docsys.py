@@ -19,53 +19,47 @@ same quirks a real vendor API has:
 Every ``/api`` call needs ``Authorization: Bearer <token>``. The ``/_sandbox`` routes (no
 auth) tick the agency desk, list what was received for test assertions, recall a
 document, and inject faults (latency, 5xx before processing, a stall after the record is
-committed, malformed answers) as DESIGN §8 asks of every stand-in.
+committed, malformed answers), so the connector's handling of each can be tested.
 
 Status codes: CHO_TIEP_NHAN (waiting to be received), DA_TIEP_NHAN (accepted),
 DA_PHAN_CONG (assigned), DANG_XU_LY (in progress), DA_XU_LY (answered), TRA_LAI
 (returned: refused by the agency), THU_HOI (recalled by the sender).
+
+This module is the HTTP side (routes, errors in the vendor's shape, fault injection); the
+store is ``rest_docsys_store`` and the JSON shapes are ``rest_docsys_wire``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import itertools
 import json
 import secrets
-import threading
-from collections import Counter
-from dataclasses import dataclass, field
-from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from paht_bridge.canonical import vietnam_now
-from paht_bridge.sandbox.desk import Clock, Stage, answer_text, next_stage, refusal_text
+from paht_bridge.sandbox.rest_docsys_store import IdempotencyConflict, RestDocsysState, StoredRecord
+from paht_bridge.sandbox.rest_docsys_wire import (
+    ApiError,
+    AttachmentOut,
+    ChangeOut,
+    ChangesOut,
+    CreatedOut,
+    DocumentListOut,
+    DocumentOut,
+    Faults,
+    IncomingDocument,
+    RatingIn,
+    RatingOut,
+    SandboxDocument,
+)
 
-STATUS_BY_STAGE: dict[Stage, str] = {
-    Stage.ARRIVED: "CHO_TIEP_NHAN",
-    Stage.ACCEPTED: "DA_TIEP_NHAN",
-    Stage.ASSIGNED: "DA_PHAN_CONG",
-    Stage.IN_PROGRESS: "DANG_XU_LY",
-    Stage.ANSWERED: "DA_XU_LY",
-    Stage.REFUSED: "TRA_LAI",
-}
-RECALLED = "THU_HOI"
-ANSWERING_STAGES = {Stage.ANSWERED, Stage.REFUSED}
-
-#: Độ khẩn (urgency), in edXML's order: normal, urgent, very urgent, express, timed express.
-Priority = Literal["BINH_THUONG", "KHAN", "THUONG_KHAN", "HOA_TOC", "HOA_TOC_HEN_GIO"]
-#: Mức độ hài lòng (satisfaction): satisfied, not satisfied.
-RatingValue = Literal["HAI_LONG", "KHONG_HAI_LONG"]
-
-ORGAN_CODE = r"^[0-9A-Z]+(\.[0-9A-Z]+)*$"  # Decision 20/2020/QĐ-TTg organisation codes
 CHUNK = 1024 * 1024
 MAX_ATTACHMENT_NAME = 200  # the limit edXML validators apply; TDOffice-style systems copy it
 
@@ -77,408 +71,6 @@ FIELD_MESSAGES = {
     "string_pattern_mismatch": "Sai định dạng",  # wrong format
     "extra_forbidden": "Trường không được hỗ trợ",  # unknown field
 }
-
-
-# --- wire models (the vendor's side; the connector keeps its own, so drift shows up) ---
-
-
-class Wire(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class Organisation(Wire):
-    """Đơn vị (organisation): ``ma`` its code, ``ten`` its name."""
-
-    ma: str = Field(min_length=1, max_length=35, pattern=ORGAN_CODE)
-    ten: str = Field(min_length=1, max_length=250)
-
-
-class Place(Wire):
-    """Địa điểm (where the report was made): address, latitude, longitude, administrative unit."""
-
-    dia_chi: str | None = Field(default=None, max_length=500)
-    vi_do: float | None = Field(default=None, ge=-90, le=90)
-    kinh_do: float | None = Field(default=None, ge=-180, le=180)
-    don_vi_hanh_chinh: str | None = Field(default=None, max_length=250)
-
-
-class ReporterIn(Wire):
-    """Người phản ánh (the reporter): personal data, present only when the IOC's rules allow."""
-
-    ho_ten: SecretStr | None = None  # secret, so no repr or test failure prints it
-    so_dien_thoai: SecretStr | None = None
-
-
-class IncomingDocument(Wire):
-    """A văn bản đến (incoming document) as the sender describes it.
-
-    so_ky_hieu: the sender's reference (number/notation), unique per sender; trich_yeu:
-    subject; noi_dung: content; han_xu_ly: deadline; do_khan: urgency; linh_vuc: category;
-    ma_phan_anh: the report's key at the IOC; ngay_gui: when it was sent.
-    """
-
-    so_ky_hieu: str = Field(min_length=1, max_length=100)
-    ma_phan_anh: str | None = Field(default=None, max_length=200)
-    trich_yeu: str = Field(min_length=1, max_length=500)
-    noi_dung: str = Field(min_length=1, max_length=10_000)
-    don_vi_nhan: Organisation
-    don_vi_gui: Organisation
-    ngay_gui: AwareDatetime | None = None
-    han_xu_ly: date
-    do_khan: Priority = "BINH_THUONG"
-    linh_vuc: str | None = Field(default=None, max_length=100)
-    dia_diem: Place | None = None
-    nguoi_phan_anh: ReporterIn | None = None
-
-
-class RatingIn(Wire):
-    """Đánh giá (rating): ma_danh_gia its id at the IOC, muc_do the level, nhan_xet a comment."""
-
-    ma_danh_gia: str = Field(min_length=1, max_length=100)
-    muc_do: RatingValue
-    nhan_xet: str | None = Field(default=None, max_length=2000)
-    thoi_gian: AwareDatetime | None = None
-
-
-class AttachmentOut(BaseModel):
-    """Tệp đính kèm (attachment): name, media type, size in bytes, SHA-256."""
-
-    ten: str
-    loai: str
-    kich_thuoc: int
-    sha256: str
-
-
-class CreatedOut(BaseModel):
-    id: str
-    so_ky_hieu: str
-    trang_thai: str
-    existed: bool
-    tep_dinh_kem: list[AttachmentOut]
-
-
-class DocumentOut(BaseModel):
-    """A record as the API shows it; the reporter's personal data is never echoed back."""
-
-    id: str
-    so_ky_hieu: str
-    ma_phan_anh: str | None
-    trich_yeu: str
-    don_vi_nhan: Organisation
-    han_xu_ly: date
-    do_khan: str
-    linh_vuc: str | None
-    trang_thai: str
-    ngay_den: datetime  # when it arrived
-    ngay_cap_nhat: datetime  # last status change
-    y_kien_xu_ly: str | None  # the agency's answer (or its reason for returning it)
-    don_vi_xu_ly: str | None  # the unit that answered
-    tep_dinh_kem: list[AttachmentOut]
-
-
-class DocumentListOut(BaseModel):
-    items: list[DocumentOut]
-
-
-class ChangeOut(BaseModel):
-    seq: int
-    id: str
-    so_ky_hieu: str
-    trang_thai: str
-    thoi_gian: datetime
-    y_kien_xu_ly: str | None
-    don_vi_xu_ly: str | None
-
-
-class ChangesOut(BaseModel):
-    items: list[ChangeOut]
-    next_cursor: str
-    has_more: bool
-
-
-class RatingOut(BaseModel):
-    ma_danh_gia: str
-    existed: bool
-
-
-# --- control plane shapes (English: these are for tests and the demo, not the vendor API) ---
-
-
-class SandboxRating(BaseModel):
-    rating_id: str
-    level: str
-    comment: str | None
-
-
-class SandboxDocument(BaseModel):
-    """Everything a test asserts about one record; reporter data only as which fields arrived."""
-
-    id: str
-    external_ref: str
-    agency: str
-    status: str
-    create_calls: int
-    created_count: int
-    attachments: list[AttachmentOut]
-    ratings: list[SandboxRating]
-    reporter_fields: list[str]
-
-
-class Faults(BaseModel):
-    """Faults to inject into ``/api`` calls; the ``*_next`` counters are used up one call at a time."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    latency: float = Field(default=0.0, ge=0, le=60)  # seconds added before every answer
-    fail_next: int = Field(default=0, ge=0)  # answer ``fail_status`` without doing anything
-    fail_status: int = Field(default=503, ge=400, le=599)
-    stall_after_commit_next: int = Field(default=0, ge=0)  # commit a create, then answer late
-    stall_seconds: float = Field(default=5.0, ge=0, le=300)
-    malformed_next: int = Field(default=0, ge=0)  # do the work, then answer with garbage
-    malformed: Literal["html", "truncated", "wrong_shape"] = "html"
-
-
-class ApiError(Exception):
-    """An error answer in the vendor's shape: ``{"error", "message", "fields"}``."""
-
-    def __init__(self, status: int, error: str, message: str, fields: list[dict[str, str]] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.body = {"error": error, "message": message, "fields": fields or []}
-
-
-# --- state ---
-
-
-@dataclass
-class StoredRecord:
-    id: str
-    document: IncomingDocument
-    attachments: list[AttachmentOut]
-    received_at: datetime
-    stage: Stage = Stage.ARRIVED
-    recalled: bool = False
-    updated_at: datetime | None = None
-    answer: str | None = None
-    answered_by: str | None = None
-    ratings: dict[str, RatingIn] = field(default_factory=dict)
-
-    @property
-    def external_ref(self) -> str:
-        return self.document.so_ky_hieu
-
-    @property
-    def status(self) -> str:
-        return RECALLED if self.recalled else STATUS_BY_STAGE[self.stage]
-
-
-@dataclass(frozen=True)
-class ChangeEntry:
-    seq: int
-    record_id: str
-    external_ref: str
-    status: str
-    at: datetime
-    answer: str | None
-    answered_by: str | None
-
-
-class IdempotencyConflict(Exception):
-    """An Idempotency-Key already used for a different external reference."""
-
-
-class RestDocsysState:
-    """In-memory store of one stand-in document system; every method is thread-safe.
-
-    The counters per external reference (create calls, records created) are what
-    exactly-once tests assert: any number of calls, one record.
-    """
-
-    def __init__(self, refuse_one_in: int = 7, token: str = "sandbox-token") -> None:
-        self.refuse_one_in = refuse_one_in
-        self.token = token
-        self._lock = threading.RLock()
-        self._ids = itertools.count(1)
-        self._records: dict[str, StoredRecord] = {}
-        self._by_ref: dict[str, str] = {}
-        self._by_idempotency_key: dict[str, str] = {}
-        self._create_calls: Counter[str] = Counter()
-        self._created: Counter[str] = Counter()
-        self._log: list[ChangeEntry] = []
-        self._faults = Faults()
-        self._clock: Clock | None = None
-
-    # records
-
-    def create(
-        self, document: IncomingDocument, attachments: list[AttachmentOut], idempotency_key: str | None = None
-    ) -> tuple[StoredRecord, bool]:
-        """Store a record unless its key or reference is known; return it and whether it existed."""
-        ref = document.so_ky_hieu
-        with self._lock:
-            self._create_calls[ref] += 1
-            known_id = self._by_idempotency_key.get(idempotency_key) if idempotency_key else None
-            if known_id is not None:
-                if self._records[known_id].external_ref != ref:
-                    raise IdempotencyConflict(idempotency_key)
-                return self._records[known_id], True
-            if ref in self._by_ref:
-                record = self._records[self._by_ref[ref]]
-                if idempotency_key:
-                    self._by_idempotency_key[idempotency_key] = record.id
-                return record, True
-            now = vietnam_now()
-            record = StoredRecord(id=f"VBD-{next(self._ids):06d}", document=document, attachments=attachments, received_at=now)
-            self._records[record.id] = record
-            self._by_ref[ref] = record.id
-            if idempotency_key:
-                self._by_idempotency_key[idempotency_key] = record.id
-            self._created[ref] += 1
-            self._record_change(record, now)
-            return record, False
-
-    def get(self, record_id: str) -> StoredRecord | None:
-        with self._lock:
-            return self._records.get(record_id)
-
-    def find(self, external_ref: str) -> list[StoredRecord]:
-        with self._lock:
-            record_id = self._by_ref.get(external_ref)
-            return [self._records[record_id]] if record_id else []
-
-    def create_calls(self, external_ref: str) -> int:
-        with self._lock:
-            return self._create_calls[external_ref]
-
-    def created_count(self, external_ref: str) -> int:
-        with self._lock:
-            return self._created[external_ref]
-
-    # change feed
-
-    def _record_change(self, record: StoredRecord, at: datetime) -> None:
-        """Append to the log; the caller holds the lock, so sequence numbers never interleave."""
-        record.updated_at = at
-        self._log.append(
-            ChangeEntry(
-                seq=len(self._log) + 1, record_id=record.id, external_ref=record.external_ref,
-                status=record.status, at=at, answer=record.answer, answered_by=record.answered_by,
-            )
-        )
-
-    def changes(self, after: int, limit: int) -> tuple[list[ChangeEntry], int, bool]:
-        """Changes with a sequence above ``after``: (entries, next cursor, whether more remain)."""
-        with self._lock:
-            entries = self._log[after : after + limit]  # seq n sits at index n - 1
-            next_cursor = entries[-1].seq if entries else max(after, 0)
-            return entries, next_cursor, next_cursor < len(self._log)
-
-    # the agency desk
-
-    def tick(self) -> int:
-        """Move every open record one desk stage on; return how many moved."""
-        moved = 0
-        with self._lock:
-            now = vietnam_now()
-            for record in self._records.values():
-                if record.recalled:
-                    continue
-                stage = next_stage(record.stage, record.external_ref, self.refuse_one_in)
-                if stage is None:
-                    continue
-                record.stage = stage
-                agency = record.document.don_vi_nhan.ten
-                if stage is Stage.ANSWERED:
-                    record.answer = answer_text(record.document.trich_yeu, agency)
-                elif stage is Stage.REFUSED:
-                    record.answer = refusal_text(agency)
-                if stage in ANSWERING_STAGES:
-                    record.answered_by = agency
-                self._record_change(record, now)
-                moved += 1
-        return moved
-
-    def recall(self, record_id: str) -> StoredRecord:
-        """Thu hồi (recall) by the sender; only while the agency has not answered."""
-        with self._lock:
-            record = self._records[record_id]
-            if not record.recalled and record.stage not in ANSWERING_STAGES:
-                record.recalled = True
-                self._record_change(record, vietnam_now())
-            return record
-
-    def start_clock(self, interval: float) -> Clock:
-        """Tick on its own every ``interval`` seconds (the demo); ``stop_clock`` ends it."""
-        with self._lock:
-            if self._clock is None:
-                self._clock = Clock(self.tick, interval).start()
-            return self._clock
-
-    def stop_clock(self) -> None:
-        with self._lock:
-            clock, self._clock = self._clock, None
-        if clock is not None:
-            clock.stop()
-
-    # ratings
-
-    def rate(self, record_id: str, rating: RatingIn) -> bool:
-        """Store a rating once; return whether its id was already known."""
-        with self._lock:
-            ratings = self._records[record_id].ratings
-            if rating.ma_danh_gia in ratings:
-                return True
-            ratings[rating.ma_danh_gia] = rating
-            return False
-
-    # faults
-
-    @property
-    def faults(self) -> Faults:
-        with self._lock:
-            return self._faults
-
-    def set_faults(self, faults: Faults) -> None:
-        with self._lock:
-            self._faults = faults
-
-    def take_fault(self, counter: Literal["fail_next", "stall_after_commit_next", "malformed_next"]) -> bool:
-        """Use up one injected fault of this kind, if any is left."""
-        with self._lock:
-            left = getattr(self._faults, counter)
-            if left <= 0:
-                return False
-            self._faults = self._faults.model_copy(update={counter: left - 1})
-            return True
-
-    # assertions
-
-    def documents(self) -> list[SandboxDocument]:
-        with self._lock:
-            return [self._snapshot(record) for record in self._records.values()]
-
-    def document(self, record_id: str) -> SandboxDocument:
-        with self._lock:
-            return self._snapshot(self._records[record_id])
-
-    def document_by_ref(self, external_ref: str) -> SandboxDocument | None:
-        with self._lock:
-            record_id = self._by_ref.get(external_ref)
-            return self._snapshot(self._records[record_id]) if record_id else None
-
-    def _snapshot(self, record: StoredRecord) -> SandboxDocument:
-        reporter = record.document.nguoi_phan_anh
-        return SandboxDocument(
-            id=record.id, external_ref=record.external_ref, agency=record.document.don_vi_nhan.ma,
-            status=record.status, create_calls=self._create_calls[record.external_ref],
-            created_count=self._created[record.external_ref], attachments=list(record.attachments),
-            ratings=[SandboxRating(rating_id=r.ma_danh_gia, level=r.muc_do, comment=r.nhan_xet)
-                     for r in record.ratings.values()],
-            reporter_fields=sorted(reporter.model_dump(exclude_none=True)) if reporter else [],
-        )
-
-
-# --- the app ---
 
 
 def _field_errors(exc: ValidationError | RequestValidationError, prefix: tuple[str, ...] = ()) -> list[dict[str, str]]:
