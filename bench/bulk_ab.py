@@ -36,7 +36,7 @@ def one_run(reports: int, home: Path, json_rows: bool) -> dict[str, dict[str, fl
             url = fresh_ledger("postgresql", home)
             phases: dict[str, dict[str, float]] = {}
             for phase, step in (("ingest", ingest), ("deliver", deliver)):
-                before = cpu_seconds(box)
+                before = cpu_seconds(box, url)
                 for name in DEPLOYMENTS:
                     ctx = context(url, name, f"bulk-ab-{phase}")
                     for spec in ctx.mapping.sources:  # clients built before the clock, as in bench.pipeline
@@ -44,7 +44,7 @@ def one_run(reports: int, home: Path, json_rows: bool) -> dict[str, dict[str, fl
                     for spec in ctx.mapping.targets:
                         ctx.connectors.target(spec.name)
                     step(ctx)
-                phases[phase] = cpu_spent(before, cpu_seconds(box))
+                phases[phase] = cpu_spent(before, cpu_seconds(box, url))
             if box.call("GET", "/created")["created_twice"]:
                 raise AssertionError("a document was created twice")
     finally:

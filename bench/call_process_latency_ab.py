@@ -38,9 +38,9 @@ def one_run(latency: float, ledger: str, switch: str, home) -> dict:  # noqa: AN
             for spec in ctx.mapping.targets:  # clients built before the clock, as in bench.pipeline
                 ctx.connectors.target(spec.name)
         box.call("POST", "/latency", params={"seconds": latency})
-        before = cpu_seconds(box)
+        before = cpu_seconds(box, url)
         delivered = sum(deliver(ctx).counts.get("delivered", 0) for ctx in contexts)
-        spent = cpu_spent(before, cpu_seconds(box))
+        spent = cpu_spent(before, cpu_seconds(box, url))
         if box.call("GET", "/created")["created_twice"]:
             raise AssertionError("a document was created twice")
     cpu = sum(v for k, v in spent.items() if k != "wall")

@@ -130,27 +130,37 @@ def context(url: str, name: str, run_id: str, batch_size: int = 100, **target_ch
                        batch_size=batch_size, lease=timedelta(seconds=600), call_process=call_process_wanted())
 
 
-def cpu_seconds(box: Sandbox) -> dict[str, float]:
+def cpu_seconds(box: Sandbox, ledger: str | None = None) -> dict[str, Any]:
     """CPU time so far, per process class: this process (the step), its children that have
-    ended (the page reader and call process, reaped when a step stops them), the stand-ins,
-    and every PostgreSQL server process; and the wall clock. Two snapshots bracket a phase."""
+    ended, the stand-ins, and the PostgreSQL server processes serving the ledger's database
+    (``ledger``; by process id, so the server's work for anything else on the machine is not
+    counted); and the wall clock. Two snapshots bracket a phase (``cpu_spent``)."""
     import psutil
 
     own, standins = psutil.Process().cpu_times(), psutil.Process(box.process.pid).cpu_times()
-    postgresql = 0.0
-    for process in psutil.process_iter(["name"]):
-        if (process.info["name"] or "").startswith("postgres"):
+    backends: dict[int, float] = {}
+    if ledger and ledger.startswith("postgresql"):
+        import psycopg
+
+        database = ledger.rsplit("/", 1)[1]
+        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
+            pids = [row[0] for row in admin.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (database,))]
+        for pid in pids:
             try:
-                times = process.cpu_times()
+                times = psutil.Process(pid).cpu_times()
             except psutil.Error:  # a backend that ended meanwhile
                 continue
-            postgresql += times.user + times.system
+            backends[pid] = times.user + times.system
     return {"step": own.user + own.system, "children": own.children_user + own.children_system,
-            "stand_ins": standins.user + standins.system, "postgresql": postgresql, "wall": time.perf_counter()}
+            "stand_ins": standins.user + standins.system, "postgresql": backends, "wall": time.perf_counter()}
 
 
-def cpu_spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    return {key: round(after[key] - before[key], 3) for key in before}
+def cpu_spent(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
+    """What each process class spent between two ``cpu_seconds`` snapshots (a server process
+    that started in between counts from zero)."""
+    spent = {key: round(after[key] - before[key], 3) for key in before if key != "postgresql"}
+    spent["postgresql"] = round(sum(cpu - before["postgresql"].get(pid, 0.0) for pid, cpu in after["postgresql"].items()), 3)
+    return spent
 
 
 def private_homes(home: Path) -> None:

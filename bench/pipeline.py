@@ -160,7 +160,7 @@ def run(reports: int, repetitions: int, ledgers: tuple[str, ...], home: Path, pr
             with sandbox() as box:
                 box.call("POST", "/backlog", params={"n": reports})
                 url = fresh_ledger(kind, home)
-                pipes_cpu[kind].append(Meter(box))
+                pipes_cpu[kind].append(Meter(box, url))
                 pipes[kind].append(pipeline(url, f"{rep}", cpu=pipes_cpu[kind][-1]))
                 if box.call("GET", "/created")["created_twice"]:
                     raise AssertionError("a document was created twice")
@@ -221,8 +221,8 @@ class Meter:
     """The CPU time of every process (``bench.common.cpu_seconds``), added up over the timed
     parts of one floor or pipeline run."""
 
-    def __init__(self, box: Any) -> None:
-        self.box = box
+    def __init__(self, box: Any, ledger: str | None = None) -> None:
+        self.box, self.ledger = box, ledger
         self.spent: dict[str, float] = {}
 
 
@@ -232,9 +232,9 @@ def _counted(cpu: Meter | None) -> Iterator[None]:
     if cpu is None:
         yield
         return
-    before = cpu_seconds(cpu.box)
+    before = cpu_seconds(cpu.box, cpu.ledger)
     yield
-    for key, value in cpu_spent(before, cpu_seconds(cpu.box)).items():
+    for key, value in cpu_spent(before, cpu_seconds(cpu.box, cpu.ledger)).items():
         cpu.spent[key] = round(cpu.spent.get(key, 0.0) + value, 3)
 
 
