@@ -316,8 +316,9 @@ class CitizenAppClient:
         """Publish an agency's answer. The app ignores an identical repeat, so retrying is safe."""
         path = f"{REPORTS_PATH}/{quote(outcome.source_id, safe='')}/outcome"
         body = outcome_to_wire(outcome).model_dump(mode="json")
+        headers = {"Idempotency-Key": outcome.key} if outcome.key else {}
         response = self._http.request(
-            "POST", path, operation="publish_outcome", ref=outcome.source_id, json=body, ok=(200, 201)
+            "POST", path, operation="publish_outcome", ref=outcome.source_id, json=body, ok=(200, 201), headers=headers
         )
         ack = self._parse(response, WireOutcomeAck, operation="publish_outcome", ref=outcome.source_id)
         log.info(

@@ -317,8 +317,10 @@ def _plain(text: str | None) -> str:
 
 def update_id_for(outcome: Outcome) -> str:
     """The update's id, a pure function of the outcome: publishing it again is a repeat the
-    server recognises, while a changed answer for the same status is a new update."""
-    said = "|".join((outcome.status.value, outcome.answer, outcome.answered_by, outcome.answered_at.astimezone(VIETNAM_TZ).isoformat()))
+    server recognises (by the outcome's key when it has one, else by what it says), while a
+    changed answer for the same status is a new update."""
+    said = outcome.key or "|".join((outcome.status.value, outcome.answer, outcome.answered_by,
+                                    outcome.answered_at.astimezone(VIETNAM_TZ).isoformat()))
     digest = hashlib.sha256(said.encode("utf-8")).hexdigest()[:10]
     return f"paht-{outcome.source_id}-{outcome.status.value}-{digest}"
 

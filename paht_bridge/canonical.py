@@ -203,6 +203,10 @@ class Outcome(Model):
     answer: Text
     answered_by: Text
     answered_at: AwareDatetime
+    #: The same for every attempt to publish one answer (the bridge derives it from the
+    #: delivery answered): a source keeps one outcome per key, so a publication repeated
+    #: after a crash between the call and the ledger's record is recognised as a repeat.
+    key: str | None = None
 
 
 class RatingLevel(StrEnum):

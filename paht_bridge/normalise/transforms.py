@@ -144,5 +144,6 @@ def map_status(change: RawStatusChange, target: str, mapping: Deployment) -> Sta
     )
 
 
-def outcome_for(source_id: str, status: CanonicalStatus, answer: str, answered_by: str, answered_at: datetime) -> Outcome:
-    return Outcome(source_id=source_id, status=status, answer=answer, answered_by=answered_by, answered_at=answered_at)
+def outcome_for(source_id: str, status: CanonicalStatus, answer: str, answered_by: str, answered_at: datetime,
+                key: str | None = None) -> Outcome:
+    return Outcome(source_id=source_id, status=status, answer=answer, answered_by=answered_by, answered_at=answered_at, key=key)

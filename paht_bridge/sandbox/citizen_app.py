@@ -12,7 +12,8 @@ Wire format (JSON, snake_case), every ``/api/v1`` route needs ``X-API-Key``:
   ``{"data": [report...], "paging": {"next_cursor": "17", "has_more": true, "limit": 50}}``
 - ``GET /api/v1/attachments/{id}`` → the file, streamed, with Content-Type and Content-Length
 - ``POST /api/v1/reports/{id}/outcome`` ``{"status", "answer", "answer_unit", "answered_at"}`` →
-  ``{"report_id", "outcome_id", "created"}`` (201 when new, 200 for an identical repeat)
+  ``{"report_id", "outcome_id", "created"}`` (201 when new, 200 for a repeat: the same
+  ``Idempotency-Key`` header as an earlier post, or without one an identical post)
 - ``GET /api/v1/ratings?since=<cursor>&limit=<n>`` → ``{"data": [rating...], "paging": {...}}``
 - errors: ``{"error": {"code": "...", "message": "..."}}``
 
@@ -151,8 +152,9 @@ def _api_router(state: CitizenAppState) -> APIRouter:
         return sample_media.streamed(data, media_type, headers)
 
     @api.post("/reports/{report_id}/outcome")
-    def post_outcome(report_id: str, outcome: OutcomeIn) -> JSONResponse:
-        result = state.publish(report_id, outcome)
+    def post_outcome(report_id: str, outcome: OutcomeIn,
+                     idempotency_key: Annotated[str | None, Header(max_length=255)] = None) -> JSONResponse:
+        result = state.publish(report_id, outcome, idempotency_key)
         if result is None:
             raise ApiError(404, "report_not_found", "no such report")
         outcome_id, created = result

@@ -158,9 +158,9 @@ class CitizenAppState(FaultSlot):
 
     # outcomes and ratings
 
-    def publish(self, report_id: str, outcome: OutcomeIn) -> tuple[str, bool] | None:
-        """Record an agency's answer; an identical repeat changes nothing. (outcome id, created)
-        or None when the report is unknown."""
+    def publish(self, report_id: str, outcome: OutcomeIn, key: str | None = None) -> tuple[str, bool] | None:
+        """Record an agency's answer; a repeat (the same idempotency ``key``, or without one an
+        identical post) changes nothing. (outcome id, created) or None when the report is unknown."""
         record = outcome.model_dump(mode="json")
         with self._lock:
             stored = self._reports.get(report_id)
@@ -168,10 +168,10 @@ class CitizenAppState(FaultSlot):
                 return None
             stored.publish_calls += 1
             for existing in stored.outcomes:
-                if _same_outcome(existing, outcome):
+                if (existing["key"] == key) if key else _same_outcome(existing, outcome):
                     return existing["outcome_id"], False
             outcome_id = f"{report_id}-KQ{len(stored.outcomes) + 1}"
-            stored.outcomes.append({"outcome_id": outcome_id, **record})
+            stored.outcomes.append({"outcome_id": outcome_id, **record, "key": key})
             stored.status = outcome.status
             stored.updated_at = vietnam_now()
             stored.seq = self._next_seq(report_id)  # an answered report is a changed report

@@ -1,5 +1,9 @@
 """Publish: send each agency's answer back to the citizen app, once per answered delivery.
 
+Once, though the task may die between the call and the ledger's record of it: every attempt
+carries the same key (``Outcome.key``, from the delivery answered), sent as the request's
+idempotency key, so the source keeps one outcome and answers a repeat as a repeat.
+
 A duplicate report (linked to an earlier report of the same problem) has no delivery of its
 own: when its primary's lead delivery is answered, the same answer is published to the
 duplicate at its own source, once, so every citizen who reported the problem hears back.
@@ -69,8 +73,11 @@ def _publish_duplicates(session: Session, ctx: StepContext, result: StepResult) 
 
 
 def _outcome(report: ReportRow, delivery: DeliveryRow) -> Outcome:
+    """The answer for ``report``'s citizen, keyed by the delivery answered and the report told:
+    every attempt to publish it is the same publication to the source."""
     return outcome_for(report.source_id, CanonicalStatus.ANSWERED, delivery.answer or "",
-                       delivery.answered_by or delivery.agency_name, delivery.answered_at or vietnam_now())
+                       delivery.answered_by or delivery.agency_name, delivery.answered_at or vietnam_now(),
+                       key=f"{delivery.external_ref}/{report.source_id}")
 
 
 def _send(session: Session, ctx: StepContext, report: ReportRow, delivery: DeliveryRow, outcome: Outcome, result: StepResult) -> bool:

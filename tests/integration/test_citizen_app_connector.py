@@ -223,6 +223,16 @@ def test_publishing_the_same_outcome_twice_records_one_outcome(quangtri):
     assert state["outcomes"][0]["answer_unit"] == "UBND phường Đông Lương"
 
 
+def test_a_post_with_a_key_already_used_is_a_repeat_whatever_it_says(quangtri):
+    report_id = load_seed_reports("quangtri_ioc")[1]["id"]
+    first = _answer(report_id).model_copy(update={"key": "PAHT-x/1"})
+    quangtri.client.publish_outcome(first)
+    quangtri.client.publish_outcome(first.model_copy(update={"answer": "Một câu trả lời đã sửa."}))
+    quangtri.client.publish_outcome(first.model_copy(update={"key": "PAHT-x/2"}))  # another answer: a new outcome
+    outcomes = _snapshot(quangtri)[report_id]["outcomes"]
+    assert [(o["key"], o["answer"]) for o in outcomes] == [("PAHT-x/1", first.answer), ("PAHT-x/2", first.answer)]
+
+
 def test_an_answered_report_comes_back_once_after_the_cursor_with_its_new_status(quangtri):
     _, cursor = _pull_all(quangtri.client)
     report_id = load_seed_reports("quangtri_ioc")[3]["id"]
