@@ -1,6 +1,6 @@
 """When PAHT bridge runs: one DAG per lifecycle stage, each task a batch per deployment.
 
-Thin on purpose (DESIGN §7): the steps live in ``paht_bridge.steps``; this file
+Thin on purpose, so the scheduler parses it fast: the steps live in ``paht_bridge.steps``; this file
 only sets schedules, retries and Asset links, and does no I/O at import time beyond
 listing the deployment mapping files. Tasks map over deployments, never over reports.
 

@@ -1,4 +1,4 @@
-"""The Airflow plugin that puts the IOC page (DESIGN §9) into Airflow's UI.
+"""The Airflow plugin that puts the IOC page (what operations-centre staff read and act on) into Airflow's UI.
 
 Thin on purpose: the app is in ``ioc_app``, the figures in ``paht_bridge.ledger.ioc_views``.
 Airflow imports plugins in every process, task processes included, so the app (which pulls

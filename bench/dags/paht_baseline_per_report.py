@@ -2,7 +2,7 @@
 
 ``list_reports`` reads every citizen app's reports (one listing); then one mapped task per
 report parses it, routes it and creates its document. No ledger, no batching: what a
-first attempt at "Airflow moves each report" looks like. DESIGN §7 says never to do this;
+first attempt at "Airflow moves each report" looks like. The project's rule is never to do this;
 this DAG exists only so ``bench.run`` can show why. Not in ``dags/``, never scheduled.
 """
 

@@ -1,6 +1,6 @@
 """Consume a cursor-driven feed into the ledger, page by page.
 
-The one place that keeps DESIGN §4's rule for every feed (reports, status changes,
+The one place that keeps the ledger's first rule, never lose a report, for every feed (reports, status changes,
 ratings): a page's items, its quarantined items and the cursor that covers them commit in
 one transaction, so a crash can repeat a page but never skip one.
 """

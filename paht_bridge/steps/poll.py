@@ -6,7 +6,7 @@ newer one. A refusal sends the report back to the IOC, which re-routes it once t
 deployment's ``on_refusal`` agency.
 
 A back end without a change feed (``change_feed: false``) is asked for open documents'
-statuses one by one, within the target's ``poll_budget`` requests per run (DESIGN §10).
+statuses one by one, within the target's ``poll_budget`` requests per run, nearest deadlines first.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Delivery guarantees under faults (DESIGN §4): no report lost, no document created twice.
+"""Delivery guarantees under faults: no report lost, no document created twice.
 
 Each test runs the real deliver step against the real stand-ins with the chaos layer
 switched on; the long versions of these runs live in ``bench/chaos_run.py``.

@@ -1,6 +1,6 @@
 """A back end without a change feed is polled document by document, within a budget.
 
-DESIGN §10: polling cost grows with the budget, not with the number of open documents; the
+Polling cost grows with the budget, not with the number of open documents; the
 budget goes to the documents nearest their deadline first, and the rest to the ones polled
 longest ago, so every open document is asked in turn. Requests are counted at the stand-in.
 """
