@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, select, text, update
+from sqlalchemy import ARRAY, ColumnElement, Connection, Table, any_, bindparam, select, text, update
 
 
 def is_postgresql(connection: Connection) -> bool:
@@ -68,6 +68,15 @@ def update_by_key(connection: Connection, table: Table, rows: Sequence[dict[str,
         connection.execute(_update_sql(connection, table, names, key, column), {"rows": dumps(rows)})
     else:
         connection.execute(_update_statement(table, names, key, column), list(rows))
+
+
+def among(connection: Connection, column: ColumnElement[Any], values: Sequence[Any]) -> ColumnElement[bool]:
+    """``column IN values``. On PostgreSQL ``column = ANY(:array)``, the list one parameter: an
+    IN list of a chunk's 100 ids is 100 parameters that SQLAlchemy renders and psycopg parses
+    again on every call (a fifth of the deliver step's own CPU on a PostgreSQL ledger)."""
+    if is_postgresql(connection):
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type), unique=True))
+    return column.in_(list(values))
 
 
 def dumps(rows: Sequence[dict[str, Any]]) -> str:

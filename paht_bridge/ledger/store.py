@@ -137,7 +137,7 @@ def claim_deliveries(
         return []
     # Each delivery's report and its other deliveries are needed to send it and to derive the
     # report's status after: loaded for the whole batch in two queries, not two per delivery.
-    claimed = select(DeliveryRow).where(DeliveryRow.id.in_(ids), DeliveryRow.lease_owner == owner).order_by(*order).options(
+    claimed = select(DeliveryRow).where(bulk.among(session.connection(), DeliveryRow.id, ids), DeliveryRow.lease_owner == owner).order_by(*order).options(
         selectinload(DeliveryRow.report).selectinload(ReportRow.deliveries))
     return list(session.scalars(claimed))
 

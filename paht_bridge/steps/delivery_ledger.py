@@ -28,10 +28,11 @@ _DELIVERIES, _REPORTS = DeliveryRow.__table__, ReportRow.__table__
 Done = tuple[DeliveryRow, DocumentReceipt, bool]
 
 
-def _while_leased(ctx: StepContext, ids: list[int], now: datetime) -> Update:
+def _while_leased(session: Session, ctx: StepContext, ids: list[int], now: datetime) -> Update:
     """An UPDATE of ``ids`` that touches only the rows this worker holds under a live lease."""
     return (update(DeliveryRow)
-            .where(DeliveryRow.id.in_(ids), DeliveryRow.lease_owner == ctx.worker, DeliveryRow.lease_until > now)
+            .where(bulk.among(session.connection(), DeliveryRow.id, ids), DeliveryRow.lease_owner == ctx.worker,
+                   DeliveryRow.lease_until > now)
             .execution_options(synchronize_session=False))
 
 
@@ -42,7 +43,7 @@ def mark_sending(session: Session, ctx: StepContext, deliveries: list[DeliveryRo
         return set()
     now = ctx.clock()
     tries = dict(session.execute(
-        _while_leased(ctx, [d.id for d in deliveries], now)
+        _while_leased(session, ctx, [d.id for d in deliveries], now)
         .values(state="sending", tries=DeliveryRow.tries + 1, lease_until=now + ctx.lease)
         .returning(DeliveryRow.id, DeliveryRow.tries)
     ).all())
@@ -63,7 +64,7 @@ def renew_lease(session: Session, ctx: StepContext, deliveries: list[DeliveryRow
     if not deliveries:
         return set()
     now = ctx.clock()
-    kept = set(session.scalars(_while_leased(ctx, [d.id for d in deliveries], now)
+    kept = set(session.scalars(_while_leased(session, ctx, [d.id for d in deliveries], now)
                                .values(lease_until=now + ctx.lease).returning(DeliveryRow.id)))
     for delivery in deliveries:
         if delivery.id in kept:
@@ -77,7 +78,7 @@ def give_back(session: Session, ctx: StepContext, delivery: DeliveryRow, state: 
     back to ``state`` with its try returned, lease released. False if the lease was lost."""
     now = ctx.clock()
     tries = session.execute(
-        _while_leased(ctx, [delivery.id], now).where(DeliveryRow.state == "sending")
+        _while_leased(session, ctx, [delivery.id], now).where(DeliveryRow.state == "sending")
         .values(state=state, tries=DeliveryRow.tries - 1, lease_owner=None, lease_until=None)
         .returning(DeliveryRow.tries)
     ).scalar()
@@ -95,7 +96,7 @@ def give_back(session: Session, ctx: StepContext, delivery: DeliveryRow, state: 
 def let_go(session: Session, ctx: StepContext, deliveries: list[DeliveryRow]) -> None:
     """Release this worker's lease on claimed deliveries it will not work on now."""
     if deliveries:
-        session.execute(_while_leased(ctx, [d.id for d in deliveries], ctx.clock()).values(lease_owner=None, lease_until=None))
+        session.execute(_while_leased(session, ctx, [d.id for d in deliveries], ctx.clock()).values(lease_owner=None, lease_until=None))
         for delivery in deliveries:
             set_committed_value(delivery, "lease_owner", None)
             set_committed_value(delivery, "lease_until", None)
@@ -110,7 +111,7 @@ def record_failure(session: Session, ctx: StepContext, delivery: DeliveryRow, ve
               "next_try_at": None if verdict.retry_in is None else now + timedelta(seconds=verdict.retry_in)}
     if verdict.retry_in is None:
         del values["next_try_at"]  # a dead letter keeps its last schedule; replay sets a new one
-    if session.execute(_while_leased(ctx, [delivery.id], now).values(**values).returning(DeliveryRow.id)).scalar() is None:
+    if session.execute(_while_leased(session, ctx, [delivery.id], now).values(**values).returning(DeliveryRow.id)).scalar() is None:
         session.rollback()
         log.warning("lease lost before a failure could be recorded ref=%s error=%s", delivery.external_ref, verdict.reason)
         return False
@@ -145,7 +146,7 @@ def record_delivered(session: Session, ctx: StepContext, done: list[Done]) -> li
     # Poll may have recorded a later status while the calls were under way: read it afresh.
     fresh = {row.id: row for row in session.execute(
         select(_DELIVERIES.c.id, _DELIVERIES.c.state, _DELIVERIES.c.doc_status, _DELIVERIES.c.doc_status_at)
-        .where(_DELIVERIES.c.id.in_([d.id for d, _, _ in done])))}
+        .where(bulk.among(session.connection(), _DELIVERIES.c.id, [d.id for d, _, _ in done])))}
     # A call that outlived its lease may have been found by another worker's lookup, which wrote the outcome.
     for delivery, _, _ in done:
         if fresh[delivery.id].state == "delivered":
@@ -154,7 +155,8 @@ def record_delivered(session: Session, ctx: StepContext, done: list[Done]) -> li
     done.clear()
     if not written:
         return []
-    rated = set(session.scalars(select(RatingRow.report_id).where(RatingRow.report_id.in_({d.report_id for d, _, _ in written}))))
+    rated = set(session.scalars(select(RatingRow.report_id).where(
+        bulk.among(session.connection(), RatingRow.report_id, list({d.report_id for d, _, _ in written})))))
     _refresh_other_lanes(session, written)
     events = EventBatch(ctx.run_id)
     outcomes: list[dict[str, object]] = []
@@ -196,7 +198,7 @@ def _refresh_other_lanes(session: Session, done: list[Done]) -> None:
         return
     now = {row.id: row for row in session.execute(
         select(_DELIVERIES.c.id, _DELIVERIES.c.state, _DELIVERIES.c.doc_status, _DELIVERIES.c.published_at)
-        .where(_DELIVERIES.c.id.in_({d.id for d in others})))}
+        .where(bulk.among(session.connection(), _DELIVERIES.c.id, list({d.id for d in others}))))}
     for sibling in others:
         for key in ("state", "doc_status", "published_at"):
             set_committed_value(sibling, key, getattr(now[sibling.id], key))
