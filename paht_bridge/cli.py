@@ -62,8 +62,8 @@ def _duplicate_links(session: object, found: object) -> dict:
 def _unlink(args: argparse.Namespace) -> int:
     from paht_bridge.ledger.db import migrate, sessions
     from paht_bridge.ledger.ioc_views import matching_reports
+    from paht_bridge.operations.unlink import UnlinkRefused, unlink_duplicate
     from paht_bridge.steps.context import operator_context
-    from paht_bridge.steps.ingest import UnlinkRefused, unlink_duplicate
 
     migrate()
     console = Console()
@@ -125,9 +125,9 @@ def _forget(args: argparse.Namespace) -> int:
 
 
 def _replay_quarantine(args: argparse.Namespace) -> int:
-    from paht_bridge.steps.context import operator_context
-    from paht_bridge.steps.ingest import replay_quarantine
     from paht_bridge.config.deployment import deployment_names
+    from paht_bridge.operations.quarantine import replay_quarantine
+    from paht_bridge.steps.context import operator_context
 
     console = Console()
     for name in [args.deployment] if args.deployment else deployment_names():

@@ -31,8 +31,8 @@ from airflow.api_fastapi.core_api.security import GetUserDep, requires_authentic
 from paht_bridge.ledger import ioc_views
 from paht_bridge.ledger.db import ledger_url, migrate, sessions
 from paht_bridge.operations.replay import replay_dead_letters
+from paht_bridge.operations.unlink import UnlinkRefused, unlink_duplicate
 from paht_bridge.steps.context import operator_context
-from paht_bridge.steps.ingest import UnlinkRefused, unlink_duplicate
 from paht_bridge.canonical import VIETNAM_TZ, vietnam_now
 from paht_bridge.config.deployment import deployment, deployment_names
 from paht_bridge.plugins import labels

@@ -245,11 +245,8 @@ def test_two_people_undoing_one_link_at_once_route_it_once(stack: SandboxStack, 
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """The second unlink reads the link before the first commits, and is refused at its
     conditional UPDATE, not by a duplicate key: one set of deliveries, one pair of events."""
-    import importlib
-
-    from paht_bridge.steps.ingest import UnlinkRefused, unlink_duplicate
-
-    ingest_module = importlib.import_module("paht_bridge.steps.ingest")  # the package exports a function of that name
+    from paht_bridge.operations import unlink as unlink_module
+    from paht_bridge.operations.unlink import UnlinkRefused, unlink_duplicate
 
     first, second, _, _ = pothole_reports(9041)
     for report in (first, second):
@@ -257,7 +254,7 @@ def test_two_people_undoing_one_link_at_once_route_it_once(stack: SandboxStack, 
     assert ingest(ctx).counts == {"received": 1, "linked_duplicate": 1}
     with sessions(ledger_url)() as session:
         linked = session.scalar(select(ReportRow.id).where(ReportRow.source_id == second["id"]))
-    real_routes, raced = ingest_module.routes, []
+    real_routes, raced = unlink_module.routes, []
 
     def routes_while_someone_else_unlinks(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         if not raced:  # the outer call has read the link; another operator's unlink commits now
@@ -265,7 +262,7 @@ def test_two_people_undoing_one_link_at_once_route_it_once(stack: SandboxStack, 
             raced[0] = unlink_duplicate(ctx, linked, "the other operator")
         return real_routes(*args, **kwargs)
 
-    monkeypatch.setattr(ingest_module, "routes", routes_while_someone_else_unlinks)
+    monkeypatch.setattr(unlink_module, "routes", routes_while_someone_else_unlinks)
     with pytest.raises(UnlinkRefused) as refused:
         unlink_duplicate(ctx, linked, "this operator")
     assert refused.value.code == "not_linked" and raced == [[f"PAHT-{SOURCE}-{second['id']}"]]
