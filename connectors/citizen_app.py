@@ -73,6 +73,7 @@ from paht_bridge.canonical import (
 )
 from paht_bridge.normalise.legacy_charsets import LegacyText
 from paht_bridge.normalise.text import strip_markup
+from paht_bridge.privacy import PERSONAL_KEYS
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +116,6 @@ OUTCOME_STATUS: dict[CanonicalStatus, str] = {
     CanonicalStatus.CLOSED: "da_xu_ly",
 }
 
-#: Keys whose values are personal data wherever they sit in a payload.
-PERSONAL_KEYS = frozenset({"reporter", "full_name", "name", "phone", "phone_number", "mobile", "email", "citizen_id", "first_name", "last_name"})
 #: A Vietnamese phone number written anywhere in free text (0xx or +84, optional separators).
 PHONE_PATTERN = re.compile(r"(?<![\d.])(?:\+?84|0)(?:[\s.-]?\d){8,10}(?!\d)")
 

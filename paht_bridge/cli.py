@@ -113,7 +113,7 @@ def _forget(args: argparse.Namespace) -> int:
     import getpass
 
     from paht_bridge.ledger.db import migrate, sessions
-    from paht_bridge.ledger.privacy_ops import forget_reporter
+    from paht_bridge.operations.forget import forget_reporter
 
     # Read from a prompt by default so the number stays out of shell history.
     phone = args.phone or getpass.getpass("Reporter's phone number (not echoed): ")
