@@ -49,7 +49,7 @@ def _duplicate_links(session: object, found: object) -> dict:
     """The duplicate links of the report ``trace`` found (none for a quarantined one)."""
     from sqlalchemy import select
 
-    from paht_bridge.ledger.ioc_views import duplicate_links
+    from paht_bridge.ledger.report_detail import duplicate_links
     from paht_bridge.ledger.models import ReportRow
 
     if found is None:
@@ -61,7 +61,7 @@ def _duplicate_links(session: object, found: object) -> dict:
 
 def _unlink(args: argparse.Namespace) -> int:
     from paht_bridge.ledger.db import migrate, sessions
-    from paht_bridge.ledger.ioc_views import matching_reports
+    from paht_bridge.ledger.report_detail import matching_reports
     from paht_bridge.operations.unlink import UnlinkRefused, unlink_duplicate
     from paht_bridge.steps.context import operator_context
 

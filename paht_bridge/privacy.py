@@ -7,7 +7,8 @@ which fields of a payload are personal (``PERSONAL_KEYS``, read by the connector
 quarantined payloads too) and covers what can still leak around the encryption:
 
 * ``mask_phones`` masks Vietnamese phone numbers (``0`` + 9 or 10 digits, ``+84``/``84``
-  + 9 or 10 digits, with spaces, dots or dashes between digits) in any text;
+  + 9 or 10 digits, with spaces, dots or dashes between digits) in any text, and
+  ``mask_phones_in`` in every text of a JSON value;
 * ``install_log_masking`` masks them in every log record of the bridge's loggers
   (``paht_bridge.*``), whatever handlers Airflow or anyone else configures;
 * ``hide_from_airflow_logs`` teaches Airflow's secrets masker the decrypted name and phone
@@ -52,6 +53,17 @@ BRIDGE_LOGGERS = "paht_bridge"
 
 def mask_phones(text: str) -> str:
     return PHONE_PATTERN.sub(PHONE_MASK, text)
+
+
+def mask_phones_in(value: object) -> object:
+    """``value`` (JSON: an event's detail, say, which holds outside text) with phones masked in every string."""
+    if isinstance(value, str):
+        return mask_phones(value)
+    if isinstance(value, dict):
+        return {k: mask_phones_in(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_phones_in(v) for v in value]
+    return value
 
 
 def normalise_phone(phone: str) -> str:

@@ -15,8 +15,9 @@ from sqlalchemy import func, select
 
 from paht_bridge.cli import main as paht
 from paht_bridge.connectors.hooks import AirflowConnectors
-from paht_bridge.ledger import ioc_views
 from paht_bridge.ledger.db import sessions
+from paht_bridge.ledger.figures import figures
+from paht_bridge.ledger.report_detail import report_detail
 from paht_bridge.ledger.models import DeliveryRow, EventRow, RatingRow, ReportRow
 from paht_bridge.steps import StepContext, deliver, ingest, poll, publish, ratings, reconcile
 from paht_bridge.config.deployment import Duplicates, deployment
@@ -130,13 +131,13 @@ def test_three_reports_of_one_pothole_make_one_document_and_three_answered_citiz
                                                          EventRow.status == "answered"))
         assert answered.detail["followed"] == f"{SOURCE}:{first['id']}" and answered.run_id.startswith("round-")
 
-        figures = ioc_views.figures(session, "quang_tri")
-        assert [(a.agency_code, a.received, a.answered, a.rated) for a in figures.agencies if a.received] == [
+        tables = figures(session, "quang_tri")
+        assert [(a.agency_code, a.received, a.answered, a.rated) for a in tables.agencies if a.received] == [
             (primary_agency, 4, 4, 4)]  # the duplicates count with the agency answering them, not as waiting for review
 
-        detail = ioc_views.report_detail(session, second["id"])
+        detail = report_detail(session, second["id"])
         assert detail.linked_to is not None and detail.linked_to.source_id == first["id"]
-        assert [d.source_id for d in ioc_views.report_detail(session, first["id"]).duplicates] == [second["id"], third["id"]]
+        assert [d.source_id for d in report_detail(session, first["id"]).duplicates] == [second["id"], third["id"]]
 
     # Nothing new anywhere: a repeat round publishes and pushes nothing again.
     one_round(ctx, "again")
