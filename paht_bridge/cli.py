@@ -236,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     unlink.add_argument("--source", help="the citizen app's name, when two apps share an id")
     unlink.add_argument("--reason", required=True, help="why the link is wrong (kept on both reports' traces)")
     unlink.set_defaults(func=_unlink)
-    stats = sub.add_parser("stats", help="per province and agency: received, delivered, answered, published, rated")
+    stats = sub.add_parser("stats", help="per province and agency: received, delivered, in progress, answered, published, overdue, "
+                                            "dead-lettered, waiting for review, rated, satisfaction")
     stats.set_defaults(func=_stats)
     replay = sub.add_parser("replay", help="send dead letters again (all, or by report, agency or reason), or replay the quarantine")
     replay.add_argument("--report", help="one report's id in its citizen app")

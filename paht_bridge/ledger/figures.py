@@ -1,7 +1,13 @@
-"""Per-agency and per-locality figures on the IOC page, read from the ledger.
+"""Per-agency and per-locality figures: the one definition of each, read by the IOC page and ``paht stats``.
 
-A report counts for the agency that holds it now (its newest delivery), as in
-``stats.agency_stats``; figures per locality use the report's 2025 ward.
+Every report counts once, for the agency holding it now: the agency of its lead lane's
+newest delivery (a re-route after a refusal moves it to the new agency). A linked duplicate
+has no delivery of its own: it counts for, and with the delivery of, the report it follows.
+A report no agency holds (the rules could not route it) counts under ``NO_AGENCY``. Figures
+per locality use the report's 2025 ward. Read from the ledger only, never from Airflow.
+
+Each figure's docstring in ``Figures`` says exactly what it counts; ``answered`` and
+``overdue`` below are also what a report's own page says of each delivery.
 """
 
 from __future__ import annotations
@@ -9,7 +15,7 @@ from __future__ import annotations
 import statistics
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
@@ -34,16 +40,37 @@ def overdue(delivery: DeliveryRow, now: datetime) -> bool:
 
 
 class Figures(BaseModel):
+    """Counts of reports (each report at most once per figure), for one agency, locality or all."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     received: int = 0
+    """Every report taken into the ledger, whatever became of it since (routed, waiting for review, linked as a duplicate)."""
     delivered: int = 0
+    """A document was created for it in the agency's system (the holding delivery is sent), answered or not."""
     in_progress: int = 0
+    """Delivered, and by what the agency's system last said neither answered, refused nor recalled yet (document status
+    delivered, accepted, assigned or in progress)."""
     answered: int = 0
+    """The agency answered it (the holding delivery's document status is answered)."""
+    published: int = 0
+    """The answer was published to the citizen in their app (a linked duplicate: its own publication, not its primary's)."""
     overdue: int = 0
+    """Past the holding delivery's deadline without an answer, whatever holds it up: waiting to be sent, dead-lettered,
+    at the agency, refused and waiting for review."""
     dead_lettered: int = 0
+    """Sending the holding delivery was given up after its retries: it waits for an operator's replay."""
+    needs_review: int = 0
+    """Waits for a decision at the IOC review desk: the rules could not route it, or the agency it was re-routed to
+    refused it too (the report carries the reason)."""
     rated: int = 0
+    """The citizen rated the answer."""
     satisfied: int = 0
-    satisfaction_rate: float | None = None  # satisfied / rated
-    median_days_to_answer: float | None = None  # from the citizen's report to the agency's answer
+    """Of those rated, rated satisfied."""
+    satisfaction_rate: float | None = None
+    """satisfied / rated; none while nothing is rated."""
+    median_days_to_answer: float | None = None
+    """Median time from the citizen's report to the agency's answer, in days, over the answered ones."""
 
 
 class AgencyFigures(Figures):
@@ -58,10 +85,10 @@ class LocalityFigures(Figures):
 
 
 class FigureTables(BaseModel):
-    agencies: list[AgencyFigures]
+    agencies: list[AgencyFigures]  # waiting for review (``NO_AGENCY``) last in each deployment
     localities: list[LocalityFigures]
     total: Figures
-    now: datetime
+    now: datetime  # what ``overdue`` was measured against, in Vietnam time
 
 
 class _Tally:
@@ -74,6 +101,14 @@ class _Tally:
     def add(self, report: ReportRow, delivery: DeliveryRow | None, level: str | None, now: datetime) -> None:
         f = self.figures
         f.received += 1
+        f.needs_review += delivery is None or report.problem is not None
+        if report.duplicate_of is not None:
+            f.published += report.published_at is not None
+        else:
+            f.published += delivery is not None and delivery.published_at is not None
+        if level is not None:
+            f.rated += 1
+            f.satisfied += level == RatingLevel.SATISFIED
         if delivery is None:
             return
         was_answered = answered(delivery)
@@ -86,9 +121,6 @@ class _Tally:
             # From the citizen's report; a source clock ahead of ours cannot make it later than our receipt.
             reported = min(report.created_at, report.received_at)
             self.days.append((delivery.answered_at - reported).total_seconds() / 86400)
-        if level is not None:
-            f.rated += 1
-            f.satisfied += level == RatingLevel.SATISFIED
 
     def done(self) -> Figures:
         f = self.figures
@@ -98,12 +130,7 @@ class _Tally:
 
 
 def figures(session: Session, deployment: str | None = None, now: datetime | None = None) -> FigureTables:
-    """Received, delivered, in progress, answered, overdue, dead-lettered and satisfaction, per agency and locality.
-
-    Overdue: the report's active delivery is past its deadline and not answered (whatever
-    its state: pending, dead and in-progress deliveries all keep the citizen waiting).
-    In progress: delivered to the agency, not answered, not refused or recalled.
-    """
+    """Every figure per agency, per locality and in total, for one deployment or all."""
     now = now or vietnam_now()
     query = select(ReportRow).options(selectinload(ReportRow.deliveries)).order_by(ReportRow.id)
     if deployment:
@@ -113,7 +140,6 @@ def figures(session: Session, deployment: str | None = None, now: datetime | Non
     localities: dict[tuple[str, str], _Tally] = {}
     total = _Tally()
     for report in session.scalars(query):
-        # A linked duplicate has no delivery: it waits on (and counts for) its primary's agency.
         delivery = active_delivery(session.get(ReportRow, report.duplicate_of) if report.duplicate_of is not None else report)
         code, name = (delivery.agency_code, delivery.agency_name) if delivery else NO_AGENCY
         level = levels.get(report.id)

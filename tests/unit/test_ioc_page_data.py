@@ -6,9 +6,11 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
+from sqlalchemy import select
 
 from paht_bridge.ledger.db import sessions
 from paht_bridge.ledger.figures import NO_LOCALITY, figures
+from paht_bridge.ledger.models import ReportRow
 from paht_bridge.ledger.replayable import dead_letters, quarantine
 from paht_bridge.ledger.report_detail import report_detail, similar_report_ids
 from paht_bridge.ledger.runs import recent_runs
@@ -30,12 +32,28 @@ def test_figures_per_agency_count_each_report_for_the_agency_holding_it_now(ledg
     sxd = by_code[sample.SXD[0]]  # QT-1, QT-2 and the re-routed QT-5
     assert (sxd.received, sxd.delivered, sxd.in_progress, sxd.answered, sxd.overdue, sxd.dead_lettered) == (3, 3, 1, 2, 1, 0)
     assert (sxd.rated, sxd.satisfied, sxd.satisfaction_rate) == (2, 1, 0.5)
+    assert (sxd.published, sxd.needs_review) == (1, 0)  # QT-1's answer reached the citizen; QT-5's not yet
     assert sxd.median_days_to_answer == pytest.approx((4 + 1 / 24 + 5) / 2, abs=0.01)  # 4 d 1 h and 5 d
     ca = by_code[sample.CA[0]]  # QT-3 only: QT-5's refusal moved it away
     assert (ca.received, ca.delivered, ca.dead_lettered, ca.overdue, ca.satisfaction_rate) == (1, 0, 1, 0, None)
-    assert by_code["-"].received == 1
+    assert ca.needs_review == 0  # a dead letter waits for a replay, not for a decision
+    waiting = by_code["-"]  # QT-4: not routed, waits for review; not dead-lettered, not overdue (no deadline yet)
+    assert (waiting.received, waiting.needs_review, waiting.dead_lettered, waiting.overdue) == (1, 1, 0, 0)
     total = tables.total
     assert (total.received, total.answered, total.overdue, total.dead_lettered, total.rated) == (5, 2, 1, 1, 2)
+    assert (total.published, total.needs_review) == (1, 1)
+
+
+def test_a_report_refused_again_after_re_routing_waits_for_review_with_the_agency_that_refused_it(ledger: str) -> None:
+    with sessions(ledger).begin() as session:  # QT-5's second agency gives it back too: poll marks it for review
+        qt5 = session.scalar(select(ReportRow).where(ReportRow.source_id == "QT-5"))
+        second = max(qt5.deliveries, key=lambda d: d.attempt)
+        second.doc_status, qt5.problem = "refused_by_agency", "refused by the agency it was re-routed to"
+    with sessions(ledger)() as session:
+        tables = figures(session, now=sample.NOW)
+    sxd = next(a for a in tables.agencies if a.agency_code == sample.SXD[0])
+    assert (sxd.received, sxd.needs_review, sxd.answered, sxd.dead_lettered, sxd.in_progress) == (3, 1, 1, 0, 1)
+    assert tables.total.needs_review == 2 and tables.total.dead_lettered == 1
 
 
 def test_figures_per_locality(ledger: str) -> None:
