@@ -81,6 +81,7 @@ from paht_bridge.canonical import (
     vietnam_now,
 )
 from paht_bridge.normalise.legacy_charsets import LegacyText
+from paht_bridge.privacy import PERSONAL_KEYS
 
 #: What other modules import from here. ID_PATTERN and WireDateTime live in citizen_wire,
 #: payload_text in quarantine; the Open311 modules and the tests import them from here.
@@ -100,8 +101,6 @@ REPORTS_PATH = "/api/v1/reports"
 RATINGS_PATH = "/api/v1/ratings"
 MAX_RAW_CHARS = 64 * 1024  # a quarantined payload is kept for people to read, not as an archive
 
-#: Keys whose values are personal data wherever they sit in a payload.
-PERSONAL_KEYS = frozenset({"reporter", "full_name", "name", "phone", "phone_number", "mobile", "email", "citizen_id", "first_name", "last_name"})
 #: A Vietnamese phone number written anywhere in free text (0xx or +84, optional separators).
 PHONE_PATTERN = re.compile(r"(?<![\d.])(?:\+?84|0)(?:[\s.-]?\d){8,10}(?!\d)")
 

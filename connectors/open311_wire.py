@@ -63,6 +63,7 @@ from paht_bridge.canonical import (
     nfc,
 )
 from paht_bridge.normalise.text import strip_markup
+from paht_bridge.privacy import PERSONAL_KEYS as PERSONAL_FIELDS
 
 CHANNEL = "open311"
 CURSOR_CHARS = 255  # the ledger's cursor column
@@ -70,8 +71,6 @@ TITLE_CHARS = 80  # a title made from a description's first line
 ONE_SECOND = timedelta(seconds=1)
 #: Values real servers write for "missing".
 NULL_WORDS = frozenset({"", "null"})
-#: Open311 names for personal data that ``mask_personal`` does not know by name.
-PERSONAL_FIELDS = frozenset({"first_name", "last_name", "phone", "email", "device_id", "account_id"})
 #: Widths of the GSO codes (province, district, commune), to restore leading zeros a JSON number lost.
 CODE_WIDTHS = {"province_code": 2, "district_code": 3, "ward_code": 5}
 

@@ -247,3 +247,8 @@ class Page(BaseModel, Generic[T]):
 
 def vietnam_now() -> datetime:
     return datetime.now(VIETNAM_TZ)
+
+
+def in_vietnam(value: datetime | None) -> datetime | None:
+    """A stored time as IOC staff read it (Vietnam time); None stays None."""
+    return value.astimezone(VIETNAM_TZ) if value else None

@@ -49,7 +49,7 @@ def _duplicate_links(session: object, found: object) -> dict:
     """The duplicate links of the report ``trace`` found (none for a quarantined one)."""
     from sqlalchemy import select
 
-    from paht_bridge.ledger.ioc_views import duplicate_links
+    from paht_bridge.ledger.report_detail import duplicate_links
     from paht_bridge.ledger.models import ReportRow
 
     if found is None:
@@ -61,9 +61,9 @@ def _duplicate_links(session: object, found: object) -> dict:
 
 def _unlink(args: argparse.Namespace) -> int:
     from paht_bridge.ledger.db import migrate, sessions
-    from paht_bridge.ledger.ioc_views import matching_reports
+    from paht_bridge.ledger.report_detail import matching_reports
+    from paht_bridge.operations.unlink import UnlinkRefused, unlink_duplicate
     from paht_bridge.steps.context import operator_context
-    from paht_bridge.steps.ingest import UnlinkRefused, unlink_duplicate
 
     migrate()
     console = Console()
@@ -113,7 +113,7 @@ def _forget(args: argparse.Namespace) -> int:
     import getpass
 
     from paht_bridge.ledger.db import migrate, sessions
-    from paht_bridge.ledger.privacy_ops import forget_reporter
+    from paht_bridge.operations.forget import forget_reporter
 
     # Read from a prompt by default so the number stays out of shell history.
     phone = args.phone or getpass.getpass("Reporter's phone number (not echoed): ")
@@ -125,9 +125,9 @@ def _forget(args: argparse.Namespace) -> int:
 
 
 def _replay_quarantine(args: argparse.Namespace) -> int:
-    from paht_bridge.steps.context import operator_context
-    from paht_bridge.steps.ingest import replay_quarantine
     from paht_bridge.config.deployment import deployment_names
+    from paht_bridge.operations.quarantine import replay_quarantine
+    from paht_bridge.steps.context import operator_context
 
     console = Console()
     for name in [args.deployment] if args.deployment else deployment_names():
@@ -236,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     unlink.add_argument("--source", help="the citizen app's name, when two apps share an id")
     unlink.add_argument("--reason", required=True, help="why the link is wrong (kept on both reports' traces)")
     unlink.set_defaults(func=_unlink)
-    stats = sub.add_parser("stats", help="per province and agency: received, delivered, answered, published, rated")
+    stats = sub.add_parser("stats", help="per province and agency: received, delivered, in progress, answered, published, overdue, "
+                                            "dead-lettered, waiting for review, rated, satisfaction")
     stats.set_defaults(func=_stats)
     replay = sub.add_parser("replay", help="send dead letters again (all, or by report, agency or reason), or replay the quarantine")
     replay.add_argument("--report", help="one report's id in its citizen app")

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -205,29 +206,39 @@ def alert_summary() -> str:
     return f"{counts.get('overdue', 0)} report(s) past their deadline, {counts.get('backend_alert', 0)} failing back end(s)"
 
 
+#: ``paht stats``'s columns: a short heading and the ``Figures`` field it shows (each defined there).
+STATS_COLUMNS = (("recv", "received"), ("deliv", "delivered"), ("prog", "in_progress"), ("answ", "answered"),
+                 ("publ", "published"), ("late", "overdue"), ("dead", "dead_lettered"), ("review", "needs_review"),
+                 ("rated", "rated"), ("sat.", "satisfaction_rate"))
+
+
 def print_summary(console: Console) -> None:
+    """The figures per province and agency (``ledger.figures``, as the IOC page shows them) and a report to trace."""
     from sqlalchemy import select
 
     from paht_bridge.ledger.db import sessions
+    from paht_bridge.ledger.figures import Figures, figures
     from paht_bridge.ledger.models import ReportRow
-    from paht_bridge.ledger.stats import agency_stats
 
     with sessions()() as session:
-        rows = agency_stats(session)
+        tables = figures(session)
         sample = session.scalar(select(ReportRow.source_id).order_by(ReportRow.id).limit(1))
-    table = Table(title="PAHT bridge: reports per province and agency")
-    table.add_column("province / agency", overflow="fold", ratio=1)
-    for column in ("recv", "deliv", "answ", "publ", "rated", "sat.", "fail"):
-        table.add_column(column, justify="right", no_wrap=True)
-    totals = [0] * 6
-    for row in rows:
-        rate = f"{100 * row.satisfaction_rate:.0f}%" if row.satisfaction_rate is not None else "–"
-        values = [row.received, row.delivered, row.answered, row.published, row.rated, row.failed]
-        totals = [a + b for a, b in zip(totals, values)]
-        table.add_row(f"{row.deployment}: {row.agency_name}", *map(str, values[:5]), rate, str(values[5]))
-    satisfied = sum(r.satisfied for r in rows)
-    table.add_row("all", *map(str, totals[:5]), f"{100 * satisfied / totals[4]:.0f}%" if totals[4] else "–", str(totals[5]),
-                  style="bold")
+    # Eleven columns in 80 characters: no borders or padding between them, so the agency's name keeps its room.
+    table = Table(title="PAHT bridge: reports per province and agency", box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 0),
+                  pad_edge=False, collapse_padding=True)
+    table.add_column("province / agency", overflow="fold", ratio=1, min_width=20)
+    for heading, _ in STATS_COLUMNS:
+        table.add_column(heading, justify="right", no_wrap=True)
+
+    def cells(row: Figures) -> list[str]:
+        shown = {**row.model_dump(), "satisfaction_rate": "–" if row.satisfaction_rate is None else f"{100 * row.satisfaction_rate:.0f}%"}
+        return [str(shown[field]) for _, field in STATS_COLUMNS]
+
+    for row in tables.agencies:
+        table.add_row(f"{row.deployment}: {row.agency_name}", *cells(row))
+    table.add_row("all", *cells(tables.total), style="bold")
     console.print(table)
+    console.print("late: past the deadline, not answered; dead: sending given up, replay with `paht replay`; "
+                  "review: waits for a decision at the IOC", style="dim", highlight=False)
     if sample:
         console.print(f"Trace one report's whole life:  [bold]PAHT_HOME={os.environ.get('PAHT_HOME')} .venv/bin/paht trace {sample}[/bold]")

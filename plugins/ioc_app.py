@@ -1,8 +1,9 @@
 """The IOC page's FastAPI app: server-rendered HTML for IOC staff and the same data as JSON.
 
 Every route sits behind Airflow's login: the app-level dependency ``requires_authenticated``
-(a plugin's app gets no protection by itself). The figures come from
-``paht_bridge.ledger.ioc_views``; this module only wires requests to them and renders.
+(a plugin's app gets no protection by itself). What it shows comes from the ledger's read
+modules (``runs``, ``figures``, ``timeline``, ``report_detail``, ``replayable``); this module
+only wires requests to them and renders.
 The page reads the ledger, never Airflow's metadata database, and never shows a reporter's
 name or phone. It changes the ledger only through the operators' own functions (replaying dead
 letters, undoing a duplicate link), behind a same-origin check.
@@ -28,11 +29,15 @@ from sqlalchemy.orm import Session
 
 from airflow.api_fastapi.app import get_auth_manager
 from airflow.api_fastapi.core_api.security import GetUserDep, requires_authenticated
-from paht_bridge.ledger import ioc_views
 from paht_bridge.ledger.db import ledger_url, migrate, sessions
+from paht_bridge.ledger.figures import FigureTables, figures
+from paht_bridge.ledger.replayable import DeadLetter, QuarantineItem, dead_letters, quarantine
+from paht_bridge.ledger.report_detail import ReportDetail, matching_reports, report_detail, similar_report_ids
+from paht_bridge.ledger.runs import DagRuns, recent_runs
+from paht_bridge.ledger.timeline import DayPoint, timeline
 from paht_bridge.operations.replay import replay_dead_letters
+from paht_bridge.operations.unlink import UnlinkRefused, unlink_duplicate
 from paht_bridge.steps.context import operator_context
-from paht_bridge.steps.ingest import UnlinkRefused, unlink_duplicate
 from paht_bridge.canonical import VIETNAM_TZ, vietnam_now
 from paht_bridge.config.deployment import deployment, deployment_names
 from paht_bridge.plugins import labels
@@ -121,8 +126,8 @@ def render(request: Request, template: str, status_code: int = 200, **context: o
     return HTMLResponse(html, status_code=status_code)
 
 
-def charts(points: list[ioc_views.DayPoint]) -> dict[str, object]:
-    def label(p: ioc_views.DayPoint) -> str:
+def charts(points: list[DayPoint]) -> dict[str, object]:
+    def label(p: DayPoint) -> str:
         return p.day.strftime("%d/%m")
 
     return {
@@ -208,12 +213,12 @@ async def unlink_body(request: Request) -> UnlinkRequest:
 
 def _report_page(request: Request, session: Session, user: str, q: str, source: str | None, status_code: int | None = None,
                  **notice: object) -> HTMLResponse:
-    matches = ioc_views.matching_reports(session, q, source) if q.strip() else []
-    detail = ioc_views.report_detail(session, matches[0].source_id, matches[0].source) if matches else None
+    matches = matching_reports(session, q, source) if q.strip() else []
+    detail = report_detail(session, matches[0].source_id, matches[0].source) if matches else None
     notices = {"unlinked": False, "unlink_refused": None, **notice}
     return render(request, "ioc/report.html", status_code=status_code or (200 if detail else 404), user=user, q=q.strip(),
                   detail=detail, others=[(m.source, m.source_id) for m in matches[1:]],
-                  similar=[] if detail else ioc_views.similar_report_ids(session, q), **notices)
+                  similar=[] if detail else similar_report_ids(session, q), **notices)
 
 
 async def _unauthorised_page(request: Request, exc: Exception) -> Response:
@@ -234,10 +239,10 @@ def create_ioc_app() -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse, name="ioc_index")
     def index(request: Request, session: LedgerDep, user: GetUserDep, replayed: int | None = None) -> HTMLResponse:
-        points = ioc_views.timeline(session)
-        return render(request, "ioc/index.html", user=user.get_name(), runs=ioc_views.recent_runs(session),
-                      tables=ioc_views.figures(session), charts=charts(points), days=points,
-                      dead=ioc_views.dead_letters(session), quarantine=ioc_views.quarantine(session), replayed=replayed)
+        points = timeline(session)
+        return render(request, "ioc/index.html", user=user.get_name(), runs=recent_runs(session),
+                      tables=figures(session), charts=charts(points), days=points,
+                      dead=dead_letters(session), quarantine=quarantine(session), replayed=replayed)
 
     @app.get("/reports", response_class=HTMLResponse, name="ioc_report")
     def report(request: Request, session: LedgerDep, user: GetUserDep, q: Annotated[str, Query(max_length=128)] = "",
@@ -247,7 +252,7 @@ def create_ioc_app() -> FastAPI:
     @app.post("/reports/unlink", name="ioc_unlink", dependencies=[Depends(same_origin)])
     def unlink_form(request: Request, session: LedgerDep, user: GetUserDep,
                     wanted: Annotated[UnlinkRequest, Depends(unlink_body)]) -> Response:
-        found = ioc_views.matching_reports(session, wanted.source_id, wanted.source)
+        found = matching_reports(session, wanted.source_id, wanted.source)
         if not found:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no report {wanted.source_id!r} in the ledger")
         ctx = operator_context(found[0].deployment, f"ioc-page:{user.get_name()}", ledger_url())
@@ -268,31 +273,31 @@ def create_ioc_app() -> FastAPI:
                                 status_code=status.HTTP_303_SEE_OTHER)
 
     @app.get("/api/runs")
-    def api_runs(session: LedgerDep, per_dag: Annotated[int, Query(ge=1, le=100)] = 10) -> list[ioc_views.DagRuns]:
-        return ioc_views.recent_runs(session, per_dag)
+    def api_runs(session: LedgerDep, per_dag: Annotated[int, Query(ge=1, le=100)] = 10) -> list[DagRuns]:
+        return recent_runs(session, per_dag)
 
     @app.get("/api/figures")
-    def api_figures(session: LedgerDep, deployment: str | None = None) -> ioc_views.FigureTables:
-        return ioc_views.figures(session, deployment)
+    def api_figures(session: LedgerDep, deployment: str | None = None) -> FigureTables:
+        return figures(session, deployment)
 
     @app.get("/api/timeline")
-    def api_timeline(session: LedgerDep, days: Annotated[int, Query(ge=1, le=366)] = 30) -> list[ioc_views.DayPoint]:
-        return ioc_views.timeline(session, days)
+    def api_timeline(session: LedgerDep, days: Annotated[int, Query(ge=1, le=366)] = 30) -> list[DayPoint]:
+        return timeline(session, days)
 
     @app.get("/api/reports/{source_id}")
-    def api_report(session: LedgerDep, source_id: str, source: str | None = None) -> ioc_views.ReportDetail:
-        detail = ioc_views.report_detail(session, source_id, source)
+    def api_report(session: LedgerDep, source_id: str, source: str | None = None) -> ReportDetail:
+        detail = report_detail(session, source_id, source)
         if detail is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no report {source_id!r} in the ledger")
         return detail
 
     @app.get("/api/dead-letters")
-    def api_dead_letters(session: LedgerDep) -> list[ioc_views.DeadLetter]:
-        return ioc_views.dead_letters(session)
+    def api_dead_letters(session: LedgerDep) -> list[DeadLetter]:
+        return dead_letters(session)
 
     @app.get("/api/quarantine")
-    def api_quarantine(session: LedgerDep, include_resolved: bool = False) -> list[ioc_views.QuarantineItem]:
-        return ioc_views.quarantine(session, include_resolved)
+    def api_quarantine(session: LedgerDep, include_resolved: bool = False) -> list[QuarantineItem]:
+        return quarantine(session, include_resolved)
 
     @app.post("/api/dead-letters/replay", dependencies=[Depends(same_origin)])
     def api_replay(session: LedgerDep, user: GetUserDep, body: Annotated[ReplayRequest, Depends(json_body)]) -> ReplayResult:

@@ -1,6 +1,6 @@
-"""The Airflow plugin that puts the IOC page (what operations-centre staff read and act on) into Airflow's UI.
+"""The Airflow plugin that puts the IOC page into Airflow's UI: what IOC staff see of the bridge, and act on.
 
-Thin on purpose: the app is in ``ioc_app``, the figures in ``paht_bridge.ledger.ioc_views``.
+Thin on purpose: the app is in ``ioc_app``, the figures in ``paht_bridge.ledger.figures``.
 Airflow imports plugins in every process, task processes included, so the app (which pulls
 in Airflow's API-server modules) is built only when the API server asks for it.
 """

@@ -1,6 +1,5 @@
-"""Per-agency statistics and a report's trace, read from the ledger (never from Airflow).
-
-A report counts for the agency that holds it now: the agency of its newest delivery.
+"""A report's trace for the command line, and how many reports are in each status; read
+from the ledger (never from Airflow). The per-agency figures are ``ledger.figures``.
 """
 
 from __future__ import annotations
@@ -10,54 +9,10 @@ from datetime import datetime
 
 from pydantic import BaseModel
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
-from paht_bridge.ledger.models import EventRow, QuarantineRow, RatingRow, ReportRow
-from paht_bridge.steps.status import active_delivery
-from paht_bridge.canonical import VIETNAM_TZ, RatingLevel
-
-
-class AgencyStats(BaseModel):
-    deployment: str
-    agency_code: str
-    agency_name: str
-    received: int = 0
-    delivered: int = 0
-    answered: int = 0
-    published: int = 0
-    rated: int = 0
-    satisfied: int = 0
-    failed: int = 0
-
-    @property
-    def satisfaction_rate(self) -> float | None:
-        return self.satisfied / self.rated if self.rated else None
-
-
-def agency_stats(session: Session, deployment: str | None = None) -> list[AgencyStats]:
-    query = select(ReportRow).options(selectinload(ReportRow.deliveries))
-    if deployment:
-        query = query.where(ReportRow.deployment == deployment)
-    levels = {r.report_id: r.level for r in session.scalars(select(RatingRow))}
-    table: dict[tuple[str, str], AgencyStats] = {}
-    for report in session.scalars(query):
-        # A linked duplicate has no delivery of its own: it counts with its primary's agency.
-        delivery = active_delivery(session.get(ReportRow, report.duplicate_of) if report.duplicate_of is not None else report)
-        code, name = (delivery.agency_code, delivery.agency_name) if delivery else ("-", "(chờ IOC xem xét)")
-        row = table.setdefault((report.deployment, code), AgencyStats(deployment=report.deployment, agency_code=code, agency_name=name))
-        row.received += 1
-        if delivery is None or delivery.state == "dead" or report.problem:
-            row.failed += 1
-        if delivery and delivery.state == "delivered":
-            row.delivered += 1
-        if delivery and delivery.answered_at and delivery.doc_status == "answered":
-            row.answered += 1
-        if (report.published_at if report.duplicate_of is not None else delivery and delivery.published_at):
-            row.published += 1
-        if report.id in levels:
-            row.rated += 1
-            row.satisfied += levels[report.id] == RatingLevel.SATISFIED
-    return sorted(table.values(), key=lambda s: (s.deployment, s.agency_code))
+from paht_bridge.ledger.models import EventRow, QuarantineRow, ReportRow
+from paht_bridge.canonical import VIETNAM_TZ
 
 
 class TraceEvent(BaseModel):

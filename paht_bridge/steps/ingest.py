@@ -12,19 +12,18 @@ earlier one's.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from paht_bridge.ledger import bulk
-from paht_bridge.ledger.db import decrypt, encrypt
+from paht_bridge.ledger.db import encrypt
 from paht_bridge.ledger.duplicates import Match, Sighting, best_match, window
-from paht_bridge.ledger.models import DeliveryRow, QuarantineRow, ReportRow
-from paht_bridge.steps.context import StepContext, StepResult, log, report_from_row, reraise_after_others
+from paht_bridge.ledger.models import DeliveryRow, ReportRow
+from paht_bridge.steps.context import StepContext, StepResult, log, reraise_after_others
 from paht_bridge.steps.status import active_delivery, refresh_status
 from paht_bridge.connectors.errors import ConnectorError
 from paht_bridge.steps.feed import consume_feed
@@ -32,7 +31,6 @@ from paht_bridge.ledger.store import EventBatch, record_event
 from paht_bridge.normalise.admin_units import ResolvedUnits, resolve_units
 from paht_bridge.canonical import CanonicalStatus, Page, Report, Routing, vietnam_now
 from paht_bridge.normalise.transforms import MappingProblem, external_ref, routes
-from paht_bridge.privacy import mask_phones
 
 _REPORTS, _DELIVERIES = ReportRow.__table__, DeliveryRow.__table__
 
@@ -264,96 +262,6 @@ def _link(session: Session, ctx: StepContext, row: ReportRow, primary: ReportRow
     log.info("report linked as a duplicate report=%s primary=%s:%s similarity=%s distance_m=%s", f"{row.source}:{row.source_id}",
              primary.source, primary.source_id, match.text_similarity, match.distance_m)
     return "linked_duplicate"
-
-
-class UnlinkRefused(ValueError):
-    """Why a report cannot be unlinked (the ledger is left as it was); ``code`` for a translated label."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def unlink_duplicate(ctx: StepContext, report_id: int, reason: str) -> list[str]:
-    """Undo a duplicate link that IOC staff found wrong: the report is routed as if it had just
-    arrived and gets deliveries of its own (sent by the next deliver run); both traces say why.
-
-    Only before the report's citizen has been answered with the earlier report's outcome: after
-    that, the citizen has heard back about another problem, and the IOC takes it up anew.
-    Returns the new deliveries' external references. Commits."""
-    with ctx.sessions() as session:
-        row = session.get(ReportRow, report_id)
-        if row is None or row.deployment != ctx.mapping.deployment:
-            raise UnlinkRefused("missing", f"no report {report_id} in {ctx.mapping.deployment}")
-        key = f"{row.source}:{row.source_id}"
-        if row.duplicate_of is None:
-            raise UnlinkRefused("not_linked", f"{key} is not linked to another report")
-        if row.published_at is not None:
-            raise UnlinkRefused("answered", f"{key} was already answered with the linked report's outcome "
-                                            f"({row.published_at:%Y-%m-%d %H:%M}): take it up as a new report")
-        report = report_from_row(row, ctx.mapping.privacy)
-        units = resolve_units(report.location.unit)
-        try:
-            routings = routes(report, units, ctx.mapping)
-        except MappingProblem as problem:
-            raise UnlinkRefused("unroutable", f"{key} cannot be routed: {problem}") from None
-        primary = session.get(ReportRow, row.duplicate_of)
-        assert primary is not None  # a foreign key
-        # Conditional, so two people undoing the same link at once cannot both route it.
-        taken = session.execute(update(_REPORTS).where(_REPORTS.c.id == row.id, _REPORTS.c.duplicate_of.is_not(None),
-                                                       _REPORTS.c.published_at.is_(None)).values(duplicate_of=None))
-        if taken.rowcount != 1:
-            session.rollback()
-            raise UnlinkRefused("not_linked", f"{key} is not linked to another report (any more)")
-        session.expire(row, ["duplicate_of", "deliveries"])  # changed above without the ORM
-        primary.duplicate_count = ReportRow.duplicate_count - 1  # in SQL, as ``_link`` adds
-        session.flush()
-        reason = mask_phones(reason)  # typed by IOC staff: shown on traces and the IOC page
-        events = EventBatch(ctx.run_id)
-        primary_key = f"{primary.source}:{primary.source_id}"
-        events.add("unlinked_duplicate", report_id=row.id, primary=primary_key, primary_id=primary.id, reason=reason)
-        events.add("duplicate_unlinked", report_id=primary.id, duplicate=key, duplicate_id=row.id, reason=reason)
-        fresh = _Fresh(index=0, report=report, units=units, row={}, routings=routings, id=row.id)
-        rows = _delivery_rows(ctx, row.id, report, routings)
-        _insert_deliveries(session, ctx, [(fresh, delivery) for delivery in rows], events)
-        events.write(session)
-        refresh_status(session, row, ctx.run_id)
-        session.commit()
-    log.info("duplicate link undone report=%s primary=%s deliveries=%s", key, primary_key, len(rows))
-    return [delivery["external_ref"] for delivery in rows]
-
-
-def replay_quarantine(ctx: StepContext, ids: list[int] | None = None) -> StepResult:
-    """Try quarantined reports again (after a fix to a mapping, a limit or the connector).
-
-    The payload kept encrypted at quarantine is parsed again by the source's connector; what
-    parses now is taken in as if it had just arrived, what does not keeps its (new) reason."""
-    result = StepResult(deployment=ctx.mapping.deployment, step="replay_quarantine")
-    sources = [s.name for s in ctx.mapping.sources]
-    with ctx.sessions() as session:
-        query = select(QuarantineRow).where(
-            QuarantineRow.deployment == ctx.mapping.deployment, QuarantineRow.resolved_at.is_(None),
-            QuarantineRow.raw_enc.is_not(None), QuarantineRow.source.in_(sources),
-        )
-        if ids:
-            query = query.where(QuarantineRow.id.in_(ids))
-        for row in session.scalars(query):
-            if row.reason.startswith(("ratings:", "changes:")):
-                continue  # feeds other than reports are replayed by their own next pull
-            reports, still_bad = ctx.connectors.source(row.source).parse_reports([json.loads(decrypt(row.raw_enc))])
-            if reports:
-                outcome = take_in(session, ctx, reports[0])
-                row.resolved_at = vietnam_now()
-                taken = session.scalar(select(ReportRow.id).where(ReportRow.source == row.source, ReportRow.source_id == reports[0].source_id))
-                record_event(session, "replayed_from_quarantine", report_id=taken, run_id=ctx.run_id, quarantine_id=row.id, outcome=outcome)
-                result.add("taken_in")
-            else:
-                row.reason = still_bad[0].reason if still_bad else row.reason
-                record_event(session, "still_quarantined", report_id=None, run_id=ctx.run_id, quarantine_id=row.id,
-                             source=row.source, source_id=row.source_id, reason=row.reason)
-                result.add("still_quarantined")
-        session.commit()
-    return result
 
 
 def _payload(report: Report) -> dict:

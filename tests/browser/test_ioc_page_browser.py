@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from paht_bridge.ledger.db import sessions
 from paht_bridge.ledger.models import DeliveryRow, EventRow, ReportRow
-from paht_bridge.ledger.stats import agency_stats
+from paht_bridge.ledger.figures import figures
 from paht_bridge.canonical import VIETNAM_TZ
 from tests.airflow_api import AIRFLOW, PASSWORD, USER, airflow_env
 from tests.demo_run import DemoRun
@@ -125,14 +125,14 @@ def test_ioc_staff_log_in_search_a_report_and_read_an_agencys_figures(page, api_
 
     # One agency's figures, against the ledger as the CLI's `paht stats` reads it.
     with sessions(demo_run.ledger_url)() as session:
-        busiest = max((a for a in agency_stats(session) if a.rated), key=lambda a: (a.received, a.agency_code))  # one rated (Open311 has no ratings)
+        busiest = max((a for a in figures(session).agencies if a.rated), key=lambda a: (a.received, a.agency_code))  # one rated (Open311 has no ratings)
     row = page.locator(f'[data-testid="agencies"] tr[data-deployment="{busiest.deployment}"][data-agency="{busiest.agency_code}"]')
     expect(row).to_contain_text(busiest.agency_name)
     shown = {field: row.locator(f'td[data-field="{field}"]').inner_text()
-             for field in ("received", "delivered", "in_progress", "answered", "overdue", "dead_lettered", "rated",
-                           "satisfaction_rate", "median_days_to_answer")}
-    assert [int(shown[f]) for f in ("received", "delivered", "answered", "rated")] == \
-        [busiest.received, busiest.delivered, busiest.answered, busiest.rated]
+             for field in ("received", "delivered", "in_progress", "answered", "published", "overdue", "dead_lettered",
+                           "needs_review", "rated", "satisfaction_rate", "median_days_to_answer")}
+    assert [int(shown[f]) for f in ("received", "delivered", "answered", "published", "needs_review", "rated")] == \
+        [busiest.received, busiest.delivered, busiest.answered, busiest.published, busiest.needs_review, busiest.rated]
     assert shown["satisfaction_rate"] == f"{100 * busiest.satisfaction_rate:.0f}%"
     assert [int(shown[f]) for f in ("in_progress", "overdue", "dead_lettered")] == held_by(demo_run.ledger_url, busiest.agency_code)
     total = page.locator('[data-testid="agencies"] tr[data-agency="total"] td[data-field="received"]')

@@ -15,8 +15,9 @@ from sqlalchemy import func, select
 
 from paht_bridge.cli import main as paht
 from paht_bridge.connectors.hooks import AirflowConnectors
-from paht_bridge.ledger import ioc_views
 from paht_bridge.ledger.db import sessions
+from paht_bridge.ledger.figures import figures
+from paht_bridge.ledger.report_detail import report_detail
 from paht_bridge.ledger.models import DeliveryRow, EventRow, RatingRow, ReportRow
 from paht_bridge.steps import StepContext, deliver, ingest, poll, publish, ratings, reconcile
 from paht_bridge.config.deployment import Duplicates, deployment
@@ -130,13 +131,13 @@ def test_three_reports_of_one_pothole_make_one_document_and_three_answered_citiz
                                                          EventRow.status == "answered"))
         assert answered.detail["followed"] == f"{SOURCE}:{first['id']}" and answered.run_id.startswith("round-")
 
-        figures = ioc_views.figures(session, "quang_tri")
-        assert [(a.agency_code, a.received, a.answered, a.rated) for a in figures.agencies if a.received] == [
+        tables = figures(session, "quang_tri")
+        assert [(a.agency_code, a.received, a.answered, a.rated) for a in tables.agencies if a.received] == [
             (primary_agency, 4, 4, 4)]  # the duplicates count with the agency answering them, not as waiting for review
 
-        detail = ioc_views.report_detail(session, second["id"])
+        detail = report_detail(session, second["id"])
         assert detail.linked_to is not None and detail.linked_to.source_id == first["id"]
-        assert [d.source_id for d in ioc_views.report_detail(session, first["id"]).duplicates] == [second["id"], third["id"]]
+        assert [d.source_id for d in report_detail(session, first["id"]).duplicates] == [second["id"], third["id"]]
 
     # Nothing new anywhere: a repeat round publishes and pushes nothing again.
     one_round(ctx, "again")
@@ -245,11 +246,8 @@ def test_two_people_undoing_one_link_at_once_route_it_once(stack: SandboxStack, 
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """The second unlink reads the link before the first commits, and is refused at its
     conditional UPDATE, not by a duplicate key: one set of deliveries, one pair of events."""
-    import importlib
-
-    from paht_bridge.steps.ingest import UnlinkRefused, unlink_duplicate
-
-    ingest_module = importlib.import_module("paht_bridge.steps.ingest")  # the package exports a function of that name
+    from paht_bridge.operations import unlink as unlink_module
+    from paht_bridge.operations.unlink import UnlinkRefused, unlink_duplicate
 
     first, second, _, _ = pothole_reports(9041)
     for report in (first, second):
@@ -257,7 +255,7 @@ def test_two_people_undoing_one_link_at_once_route_it_once(stack: SandboxStack, 
     assert ingest(ctx).counts == {"received": 1, "linked_duplicate": 1}
     with sessions(ledger_url)() as session:
         linked = session.scalar(select(ReportRow.id).where(ReportRow.source_id == second["id"]))
-    real_routes, raced = ingest_module.routes, []
+    real_routes, raced = unlink_module.routes, []
 
     def routes_while_someone_else_unlinks(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         if not raced:  # the outer call has read the link; another operator's unlink commits now
@@ -265,7 +263,7 @@ def test_two_people_undoing_one_link_at_once_route_it_once(stack: SandboxStack, 
             raced[0] = unlink_duplicate(ctx, linked, "the other operator")
         return real_routes(*args, **kwargs)
 
-    monkeypatch.setattr(ingest_module, "routes", routes_while_someone_else_unlinks)
+    monkeypatch.setattr(unlink_module, "routes", routes_while_someone_else_unlinks)
     with pytest.raises(UnlinkRefused) as refused:
         unlink_duplicate(ctx, linked, "this operator")
     assert refused.value.code == "not_linked" and raced == [[f"PAHT-{SOURCE}-{second['id']}"]]

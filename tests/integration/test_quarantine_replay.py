@@ -16,8 +16,8 @@ from paht_bridge.ledger.stats import trace
 from paht_bridge.steps import StepContext, ingest
 from paht_bridge.connectors.errors import ConnectorError
 from paht_bridge.steps.context import partial_result
-from paht_bridge.steps.ingest import replay_quarantine
 from paht_bridge.config.deployment import deployment
+from paht_bridge.operations.quarantine import replay_quarantine
 from paht_bridge.sandbox.citizen_app import load_seed_reports
 from paht_bridge.sandbox.stack import SandboxStack
 

@@ -8,10 +8,13 @@ import logging
 import pytest
 from sqlalchemy import select
 
+from paht_bridge.connectors.open311 import Open311Client
 from paht_bridge.ledger.db import decrypt, sessions
 from paht_bridge.ledger.models import DeliveryRow, EventRow, QuarantineRow, RatingRow, ReportRow
-from paht_bridge.ledger.privacy_ops import forget_reporter
-from paht_bridge.privacy import PhoneMaskingFilter, install_log_masking, mask_phones, normalise_phone
+from paht_bridge.ledger.store import quarantine
+from paht_bridge.operations.forget import forget_reporter
+from paht_bridge.privacy import FORGOTTEN, PhoneMaskingFilter, install_log_masking, mask_phones, normalise_phone
+from paht_bridge.sandbox.open311 import load_open311_seeds
 from tests import ioc_sample as sample
 
 
@@ -102,6 +105,26 @@ def test_forgetting_a_quarantined_reporter_masks_the_kept_payload(ledger: str) -
     assert "********21" not in item.raw  # even the masked display copy loses its last digits
     assert original["reporter"] == {"name": "[đã xoá]", "phone": "[đã xoá]"}
     assert original["attachments"] == [{"name": "anh.jpg"}]  # still replayable after a fix
+
+
+def test_forgetting_an_open311_requester_blanks_her_first_and_last_name_in_the_replay_copy(ledger: str) -> None:
+    """Open311 spells a requester ``first_name``/``last_name``/``phone``, not ``reporter.name``/``phone``."""
+    client = Open311Client("quangninh_open311", "http://127.0.0.1:9", clock=lambda: sample.NOW)
+    request = {**load_open311_seeds()[0], "service_request_id": "2611999", "service_code": None, "last_name": "Phạm",
+               "first_name": "Thị Hoa", "phone": "0983 417 265", "email": "hoa.pham@example.vn",
+               "description": "Đèn đường hỏng. Gọi chị Phạm Thị Hoa, 0983 417 265."}
+    _, [bad] = client.parse_reports([request])  # no service_code: quarantined, the request kept encrypted for replay
+    with sessions(ledger).begin() as session:
+        quarantine(session, "quang_ninh", bad, "ingest-311")
+    with sessions(ledger)() as session:
+        assert forget_reporter(session, "+84 983 417 265") == 0
+        item = session.scalar(select(QuarantineRow).where(QuarantineRow.source_id == "2611999"))
+        kept = json.loads(decrypt(item.raw_enc))
+    assert [kept[k] for k in ("first_name", "last_name", "phone", "email")] == [FORGOTTEN] * 4
+    assert kept["description"] == f"Đèn đường hỏng. Gọi chị {FORGOTTEN} {FORGOTTEN}, [phone]."
+    assert "Hoa" not in item.raw and "Phạm" not in item.raw and "417" not in item.raw
+    _, [again] = client.parse_reports([kept])  # still replayable: quarantined again for its own reason only
+    assert again.reason == bad.reason and again.source_id == "2611999"
 
 
 def test_forgetting_an_unknown_number_changes_nothing(ledger: str) -> None:
