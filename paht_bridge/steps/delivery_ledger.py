@@ -49,9 +49,9 @@ def mark_sending(session: Session, ctx: StepContext, deliveries: list[DeliveryRo
     ).all())
     events = EventBatch(ctx.run_id)
     for delivery in deliveries:
-        if delivery.id in tries:
-            for key, value in (("state", "sending"), ("tries", tries[delivery.id]), ("lease_until", now + ctx.lease)):
-                set_committed_value(delivery, key, value)
+        if delivery.id in tries:  # what the batch reads again: whether it was sent, and its tries
+            set_committed_value(delivery, "state", "sending")
+            set_committed_value(delivery, "tries", tries[delivery.id])
             events.add("sending", report_id=delivery.report_id, delivery_id=delivery.id, target=delivery.target,
                        external_ref=delivery.external_ref, try_number=delivery.tries)
     events.write(session)
@@ -166,8 +166,9 @@ def record_delivered(session: Session, ctx: StepContext, done: list[Done]) -> li
         doc_status, doc_status_at = (known.doc_status, known.doc_status_at) if known.doc_status is not None else (CanonicalStatus.DELIVERED, now)
         outcome = {"state": "delivered", "document_id": receipt.document_id, "delivered_at": now, "last_error": None,
                    "next_try_at": None, "doc_status": doc_status, "doc_status_at": doc_status_at, "lease_owner": None, "lease_until": None}
-        for name, value in outcome.items():
-            set_committed_value(delivery, name, value)
+        # What the batch reads again (a report's status from its lanes, its duplicates' events); the session ends with it.
+        for name in ("state", "doc_status", "document_id"):
+            set_committed_value(delivery, name, outcome[name])
         outcomes.append({"delivery_id": delivery.id, **outcome})
         report = delivery.report
         if report.duplicate_count:  # its duplicates follow it, each with an event: the ORM's way
@@ -190,15 +191,25 @@ def record_delivered(session: Session, ctx: StepContext, done: list[Done]) -> li
 
 
 def _refresh_other_lanes(session: Session, done: list[Done]) -> None:
-    """Read afresh the other lanes of reports handled by several agencies: another worker may
-    have delivered one since this batch was claimed, and the report's status depends on all."""
+    """Read afresh the other lanes of reports handled by several agencies: another sender or
+    worker may be recording one of them right now, and the report's status depends on all.
+    The reports are locked first, so of two writers of one report's lanes the second waits for
+    the first's commit and sees its lane as it is (else each could see the other's lane still
+    *sending* and both store *routed*)."""
     ours = {d.id for d, _, _ in done}
     others = [sibling for d, _, _ in done for sibling in d.report.deliveries if sibling.id not in ours]
     if not others:
         return
+    connection = session.connection()
+    shared = sorted({sibling.report_id for sibling in others})
+    if bulk.is_postgresql(connection):  # row locks, taken in id order so two writers cannot deadlock
+        session.execute(select(_REPORTS.c.id).where(bulk.among(connection, _REPORTS.c.id, shared)).order_by(_REPORTS.c.id)
+                        .with_for_update())
+    else:  # SQLite locks the whole database for a write: a no-op UPDATE takes that lock now
+        session.execute(update(_REPORTS).where(_REPORTS.c.id.in_(shared)).values(status=_REPORTS.c.status))
     now = {row.id: row for row in session.execute(
         select(_DELIVERIES.c.id, _DELIVERIES.c.state, _DELIVERIES.c.doc_status, _DELIVERIES.c.published_at)
-        .where(bulk.among(session.connection(), _DELIVERIES.c.id, list({d.id for d in others}))))}
+        .where(bulk.among(connection, _DELIVERIES.c.id, list({d.id for d in others}))))}
     for sibling in others:
         for key in ("state", "doc_status", "published_at"):
             set_committed_value(sibling, key, getattr(now[sibling.id], key))
