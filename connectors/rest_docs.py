@@ -12,16 +12,11 @@ reaches an agency's viewer).
 
 from __future__ import annotations
 
-import io
 import json
 import logging
-import re
-import uuid
-from collections import deque
 from collections.abc import Iterator, Sequence
 from datetime import date, datetime
-from pathlib import Path
-from typing import Annotated, Any, BinaryIO, TypeVar
+from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
 
 import requests
@@ -31,6 +26,7 @@ from paht_bridge.connectors.base import PreparedSend
 from paht_bridge.connectors.errors import MalformedResponse, PermanentError
 from paht_bridge.connectors.http import DEFAULT_TIMEOUT, HttpTransport
 from paht_bridge.connectors.limits import DEFAULT_LIMITS, ConnectorLimits
+from paht_bridge.connectors.multipart import MultipartBody
 from paht_bridge.canonical import (
     VIETNAM_TZ,
     DocumentReceipt,
@@ -58,8 +54,6 @@ DOCUMENTS = "api/v2/van-ban-den"
 CHANGES = "api/v2/thay-doi-trang-thai"
 JSON_PART = "van_ban"
 FILE_PART = "tep_dinh_kem"
-MEDIA_TYPE = re.compile(r"^[\w.+-]+/[\w.+-]+$")
-CHUNK = 64 * 1024
 
 
 def _assume_vietnam_time(value: datetime) -> datetime:
@@ -239,86 +233,6 @@ class ErrorAnswer(_Incoming):
 
 
 M = TypeVar("M", bound=BaseModel)
-
-
-# --- a streamed multipart body ---
-
-
-class MultipartBody:
-    """A multipart/form-data body that reads file parts from disk as the socket takes them.
-
-    requests' own ``files=`` builds the whole body in memory; a 200 MB video must not be
-    (DESIGN §5). Sizes are known up front, so the request carries a Content-Length rather
-    than chunked encoding, which some gateways in front of document systems refuse.
-    """
-
-    def __init__(self, fields: Sequence[tuple[str, str, bytes]], files: Sequence[tuple[str, LocalAttachment]]) -> None:
-        self.boundary = uuid.uuid4().hex
-        self._segments: deque[bytes | tuple[Path, int]] = deque()
-        for name, media_type, data in fields:
-            self._segments += [self._head(name, media_type), data, b"\r\n"]
-        for name, attachment in files:
-            size = attachment.path.stat().st_size  # a missing spool file fails here, before any request
-            if size != attachment.size:
-                raise ValueError(f"spool file for {attachment.name!r} holds {size} bytes, expected {attachment.size}")
-            self._segments += [self._head(name, attachment.media_type, attachment.name), (attachment.path, size), b"\r\n"]
-        self._segments.append(f"--{self.boundary}--\r\n".encode())
-        self._length = sum(len(s) if isinstance(s, bytes) else s[1] for s in self._segments)
-        self._current: BinaryIO | None = None
-        self._left = 0  # bytes still owed by the current segment, so Content-Length always holds
-
-    @property
-    def content_type(self) -> str:
-        return f"multipart/form-data; boundary={self.boundary}"
-
-    def _head(self, name: str, media_type: str, filename: str | None = None) -> bytes:
-        disposition = f'form-data; name="{name}"'
-        if filename is not None:
-            # Raw UTF-8 in a quoted string with backslash escapes, as Go's and .NET's writers do;
-            # line breaks could inject headers, so they become spaces.
-            safe = filename.replace("\\", "\\\\").replace('"', '\\"').replace("\r", " ").replace("\n", " ")
-            disposition += f'; filename="{safe}"'
-        media_type = media_type if MEDIA_TYPE.match(media_type) else "application/octet-stream"
-        return f"--{self.boundary}\r\nContent-Disposition: {disposition}\r\nContent-Type: {media_type}\r\n\r\n".encode()
-
-    def __len__(self) -> int:
-        return self._length
-
-    def __iter__(self) -> Iterator[bytes]:
-        while chunk := self.read(CHUNK):
-            yield chunk
-
-    def _next_segment(self) -> bool:
-        if not self._segments:
-            return False
-        segment = self._segments.popleft()
-        if isinstance(segment, bytes):
-            self._current, self._left = io.BytesIO(segment), len(segment)
-        else:
-            self._current, self._left = segment[0].open("rb"), segment[1]
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        out = bytearray()
-        while size < 0 or len(out) < size:
-            if self._current is None and not self._next_segment():
-                break
-            assert self._current is not None
-            want = self._left if size < 0 else min(self._left, size - len(out))
-            chunk = self._current.read(want) if want else b""
-            if want and not chunk:
-                raise OSError("an attachment's spool file shrank while it was being sent")
-            out += chunk
-            self._left -= len(chunk)
-            if self._left == 0:
-                self._current.close()
-                self._current = None
-        return bytes(out)
-
-    def close(self) -> None:
-        if self._current is not None:
-            self._current.close()
-            self._current = None
 
 
 # --- the client ---
