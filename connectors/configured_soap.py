@@ -26,16 +26,15 @@ from paht_bridge.connectors.outbound import xml_safe
 from paht_bridge.connectors.soap import SoapCaller
 from paht_bridge.connectors.xml import XmlRefused, parse_xml
 from paht_bridge.canonical import DocumentReceipt, DocumentRecord, LocalAttachment
-from paht_bridge.config.folders import shipped_mappings
 from paht_bridge.config.wire import Operation, SoapWire
 
 SOAP_BODY = ("{http://schemas.xmlsoap.org/soap/envelope/}Body", "{http://www.w3.org/2003/05/soap-envelope}Body")
 
 
 def wsdl_path(wire: SoapWire, override: str | Path | None = None) -> Path:
-    """The WSDL file: the connection's ``extra.wsdl`` if set, else the mapping's, relative to the shipped ``mappings/``."""
-    path = Path(override or wire.wsdl)
-    return path if path.is_absolute() else shipped_mappings() / path
+    """The WSDL file: the connection's ``extra.wsdl`` if set, else the mapping's (made
+    absolute from the folder of the YAML file naming it when the mapping was loaded)."""
+    return Path(override or wire.wsdl).expanduser()
 
 
 class ConfiguredSoapClient(ConfiguredDocumentSystem):
