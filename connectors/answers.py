@@ -72,9 +72,13 @@ class JsonAnswer:
         return self._walk(path)
 
     def all(self, path: str) -> list[JsonAnswer]:
+        """The items of the list at ``path`` (one object there is one item); raises ValueError
+        when ``path`` holds text or a number, which no list of items can be."""
         node = self._walk(path)
         if node is None:
             return []
+        if not isinstance(node, (list, dict)):
+            raise ValueError(f"{path!r} holds {type(node).__name__}, not a list of items")
         return [JsonAnswer(item) for item in (node if isinstance(node, list) else [node])]
 
     def raw(self) -> str:

@@ -5,7 +5,7 @@ I/O; the connection is resolved on first use. Fields read from a connection:
 ``host`` (a URL, or a host name with ``schema`` as the URL scheme and ``port``), ``login``
 and ``password`` (the credential), and ``extra`` (JSON): ``timeout`` in seconds, ``limits``
 (a ``ConnectorLimits`` object: body, attachment and XML sizes, media types, text lengths),
-and for SOAP ``wsdl`` (a local path) and ``path`` (the service path, default ``/edxml``).
+and for SOAP ``wsdl`` (a local path) and ``path`` (the service path, default the mapping's).
 """
 
 from __future__ import annotations
@@ -81,45 +81,13 @@ class Open311Hook(_ClientHook):
                              window_days=options.window_days, initial_start=options.initial_start)
 
 
-class EdxmlSoapHook(_ClientHook):
-    """An edXML-style SOAP document system. Reads host/port, login/password (HTTP Basic),
-    extra.timeout (zeep operation timeout), extra.wsdl (local WSDL path), extra.path."""
-
-    conn_type = "paht_edxml_soap"
-    hook_name = "PAHT edXML SOAP document system"
-    default_conn_name = "paht_edxml_soap_default"
-
-    def get_client(self, name: str) -> DocumentSystem:
-        from paht_bridge.connectors.edxml_soap import EdxmlSoapClient
-
-        conn = self.connection
-        extra = conn.extra_dejson
-        endpoint = base_url(conn) + extra.get("path", "/edxml")
-        return EdxmlSoapClient(name, endpoint, username=conn.login, password=conn.password,
-                               timeout=self.timeout(), wsdl=extra.get("wsdl"), limits=self.limits())
-
-
-class RestDocsHook(_ClientHook):
-    """A TDOffice-style REST document system. Reads host/port/schema, ``password`` as the bearer token, extra.timeout."""
-
-    conn_type = "paht_rest_docs"
-    hook_name = "PAHT REST document system"
-    default_conn_name = "paht_rest_docs_default"
-
-    def get_client(self, name: str) -> DocumentSystem:
-        from paht_bridge.connectors.rest_docs import RestDocsClient
-
-        conn = self.connection
-        return RestDocsClient(name, base_url(conn), token=conn.password, timeout=(5.0, self.timeout()), limits=self.limits())
-
-
 class ConfiguredSoapHook(_ClientHook):
-    """A SOAP document system described by a mapping's ``soap:`` section. Reads host/port/schema,
-    login/password (HTTP Basic), extra.timeout, extra.limits, extra.path (else the mapping's),
-    extra.wsdl (else the mapping's)."""
+    """A SOAP document system described by a mapping's ``soap:`` section (its own, or its
+    preset's). Reads host/port/schema, login/password (HTTP Basic), extra.timeout,
+    extra.limits, extra.path (else the mapping's), extra.wsdl (a local file, else the mapping's)."""
 
     conn_type = "paht_soap"
-    hook_name = "PAHT SOAP document system (configured)"
+    hook_name = "PAHT SOAP document system"
     default_conn_name = "paht_soap_default"
 
     def get_client(self, name: str, spec: Target) -> DocumentSystem:
@@ -133,11 +101,12 @@ class ConfiguredSoapHook(_ClientHook):
 
 
 class ConfiguredRestHook(_ClientHook):
-    """A REST document system described by a mapping's ``rest:`` section. Reads host/port/schema,
-    login and ``password`` (the bearer token, or Basic), extra.timeout, extra.limits."""
+    """A REST document system described by a mapping's ``rest:`` section (its own, or its
+    preset's). Reads host/port/schema, login and ``password`` (the bearer token, or Basic),
+    extra.timeout, extra.limits."""
 
     conn_type = "paht_rest"
-    hook_name = "PAHT REST document system (configured)"
+    hook_name = "PAHT REST document system"
     default_conn_name = "paht_rest_default"
 
     def get_client(self, name: str, spec: Target) -> DocumentSystem:
@@ -149,9 +118,8 @@ class ConfiguredRestHook(_ClientHook):
 
 
 SOURCE_HOOKS: dict[str, type[_ClientHook]] = {"citizen_app": CitizenAppHook, "open311": Open311Hook}
-TARGET_HOOKS: dict[str, type[_ClientHook]] = {"edxml_soap": EdxmlSoapHook, "rest_docs": RestDocsHook}
-#: Targets described by their mapping: the hook needs the mapping's section too.
-CONFIGURED_TARGET_HOOKS: dict[str, type[_ClientHook]] = {"soap": ConfiguredSoapHook, "rest": ConfiguredRestHook}
+#: Every target is described by its mapping: the hook needs the target's section too.
+TARGET_HOOKS: dict[str, type[_ClientHook]] = {"soap": ConfiguredSoapHook, "rest": ConfiguredRestHook}
 
 
 class AirflowConnectors:
@@ -170,8 +138,5 @@ class AirflowConnectors:
     def target(self, name: str) -> DocumentSystem:
         if name not in self._clients:
             spec = self.mapping.target(name)
-            if spec.kind in CONFIGURED_TARGET_HOOKS:
-                self._clients[name] = CONFIGURED_TARGET_HOOKS[spec.kind](spec.connection_id).get_client(name, spec)
-            else:
-                self._clients[name] = TARGET_HOOKS[spec.kind](spec.connection_id).get_client(name)
+            self._clients[name] = TARGET_HOOKS[spec.kind](spec.connection_id).get_client(name, spec)
         return self._clients[name]

@@ -5,8 +5,8 @@ The WSDL is a local file (never fetched over the network), every call has an exp
 timeout, answers are refused before parsing when too big, too deep or declaring a DTD,
 and a failure is transient, permanent or ambiguous by what is known of where it happened:
 an operation in ``unsafe`` (one that creates something) that lost its answer is ambiguous,
-so the caller looks the document up before any retry. The edXML connector and the
-configured (YAML-driven) connector both call through a ``SoapCaller``.
+so the caller looks the document up before any retry. The configured SOAP connector
+(``configured_soap``) calls through a ``SoapCaller``.
 """
 
 from __future__ import annotations

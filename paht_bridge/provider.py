@@ -19,17 +19,6 @@ def get_provider_info() -> dict[str, Any]:
                 "ui-field-behaviour": {"hidden-fields": ["login"], "relabeling": {"password": "API key", "host": "Base URL"}},
             },
             {
-                "connection-type": "paht_edxml_soap",
-                "hook-class-name": "paht_bridge.connectors.hooks.EdxmlSoapHook",
-                "ui-field-behaviour": {"relabeling": {"host": "Base URL"},
-                                       "placeholders": {"extra": '{"path": "/edxml", "timeout": 30, "wsdl": "/path/to/local.wsdl"}'}},
-            },
-            {
-                "connection-type": "paht_rest_docs",
-                "hook-class-name": "paht_bridge.connectors.hooks.RestDocsHook",
-                "ui-field-behaviour": {"hidden-fields": ["login"], "relabeling": {"password": "Bearer token", "host": "Base URL"}},
-            },
-            {
                 "connection-type": "paht_open311",
                 "hook-class-name": "paht_bridge.connectors.hooks.Open311Hook",
                 "ui-field-behaviour": {"hidden-fields": ["login"], "relabeling": {"password": "API key", "host": "Base URL"}},
@@ -38,7 +27,7 @@ def get_provider_info() -> dict[str, Any]:
                 "connection-type": "paht_soap",
                 "hook-class-name": "paht_bridge.connectors.hooks.ConfiguredSoapHook",
                 "ui-field-behaviour": {"relabeling": {"host": "Base URL"},
-                                       "placeholders": {"extra": '{"timeout": 30, "path": "/service (default: the mapping soap.path)"}'}},
+                                       "placeholders": {"extra": '{"timeout": 30, "path": "/service (default: the mapping soap.path)", "wsdl": "/path/to/local.wsdl"}'}},
             },
             {
                 "connection-type": "paht_rest",

@@ -11,13 +11,14 @@ import re
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from paht_bridge.canonical import VIETNAM_TZ, CanonicalStatus, Text
 from paht_bridge.config.folders import deployments_folder
+from paht_bridge.config.presets import with_preset
 from paht_bridge.config.wire import RestWire, SoapWire
 
 #: Decision 20/2020/QĐ-TTg organisation codes: at most 35 characters of [.0-9A-Z] in dot groups.
@@ -78,11 +79,22 @@ class Source(Strict):
         return self
 
 
+def _kind_and_statuses_may_come_from_a_preset(schema: dict[str, Any]) -> None:
+    schema["required"] = [key for key in schema.get("required", []) if key not in ("kind", "statuses")]
+
+
 class Target(Strict):
+    """A document system. ``preset`` names a known kind of system (``edxml_soap``,
+    ``tdoffice_rest``: see ``config.presets``) whose keys this target takes; any key given
+    here replaces the preset's whole (shallow)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_kind_and_statuses_may_come_from_a_preset)
+
     name: str
-    #: ``edxml_soap`` and ``rest_docs`` are built-in connectors; ``soap`` and ``rest`` are
-    #: configured ones, described entirely by the ``soap:`` or ``rest:`` section below.
-    kind: Literal["edxml_soap", "rest_docs", "soap", "rest"]
+    preset: str | None = None
+    #: Described entirely by the ``soap:`` (a WSDL and paths) or ``rest:`` (endpoint
+    #: templates and JSON paths) section below, or by the preset's.
+    kind: Literal["soap", "rest"]
     connection_id: str
     soap: SoapWire | None = None
     rest: RestWire | None = None
@@ -107,6 +119,16 @@ class Target(Strict):
     #: batches under its own lease). Above 1 where the back end answers slowly but copes with
     #: parallel calls; keep it within the Airflow pool's share for this system.
     send_concurrency: int = Field(default=1, ge=1, le=32)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset_under_own_keys(cls, data: Any, info: ValidationInfo) -> Any:
+        """The preset's keys, then this target's over them; relative WSDL paths made absolute
+        from the file naming them (the deployment's folder comes in the validation context)."""
+        if not isinstance(data, dict):
+            return data
+        folder = info.context.get("folder") if isinstance(info.context, dict) else None
+        return with_preset(data, folder)
 
     @model_validator(mode="after")
     def _wire_section_fits_kind(self) -> "Target":
@@ -240,8 +262,9 @@ class Deployment(Strict):
 
 
 def load_deployment(path: str | Path) -> Deployment:
+    """A deployment file, its targets' presets found from its own folder first."""
     with open(path, encoding="utf-8") as handle:
-        return Deployment.model_validate(yaml.safe_load(handle))
+        return Deployment.model_validate(yaml.safe_load(handle), context={"folder": Path(path).parent})
 
 
 @lru_cache(maxsize=None)

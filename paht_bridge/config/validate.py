@@ -7,6 +7,10 @@ check of :class:`~paht_bridge.config.deployment.Deployment` raises one message p
 (``routing.rules[3].target 'x' is not a target``); the path at the head of each message is
 walked the same way.
 
+A target that names a preset (``preset: edxml_soap``) is checked with the preset's keys under
+its own: a problem in a key the preset supplies is reported in the preset's file, at the
+preset's line; an unknown preset is reported on the ``preset:`` line with the presets there are.
+
 Pydantic runs the cross-reference check only once every field is valid, so a file with a
 field error shows its cross-reference problems on the next run, after the fix.
 """
@@ -24,6 +28,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from paht_bridge.config.deployment import Deployment
 from paht_bridge.config.folders import deployments_folder
+from paht_bridge.config.presets import PresetProblem, find_preset, from_preset
 
 Loc = tuple[str | int, ...]
 
@@ -61,7 +66,8 @@ def validate_file(path: str | Path) -> list[Problem]:
 
 
 def validate_text(text: str, file: str) -> list[Problem]:
-    """Every problem in a mapping's YAML text; ``file`` is only used to name it."""
+    """Every problem in a mapping's YAML text; ``file`` names it, and its folder is where
+    presets (``presets/``) and relative WSDL paths are looked for first."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -69,10 +75,12 @@ def validate_text(text: str, file: str) -> list[Problem]:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         message = ": ".join(str(part) for part in (getattr(exc, "context", None), getattr(exc, "problem", None)) if part) or str(exc)
         return [Problem(file=file, line=mark.line + 1 if mark else None, path="yaml", message=message)]
+    folder = Path(file).parent
     try:
-        Deployment.model_validate(data)
+        Deployment.model_validate(data, context={"folder": folder})
     except ValidationError as exc:
-        return [problem for error in exc.errors() for problem in _problems(error, root, file)]
+        places = _Places(file, root, data, folder)
+        return [problem for error in exc.errors() for problem in _problems(error, places)]
     return []
 
 
@@ -87,26 +95,46 @@ def write_json_schema(out: str | Path) -> Path:
     return out
 
 
-def _problems(error: dict, root: Node | None, file: str) -> list[Problem]:
+class _Places:
+    """Where a field is written: in the deployment file, or in the preset a target takes it from."""
+
+    def __init__(self, file: str, root: Node | None, data: object, folder: Path) -> None:
+        self.file, self.root, self.data, self.folder = file, root, data, folder
+
+    def problem(self, loc: Loc, message: str) -> Problem:
+        file, root, within = self.file, self.root, loc
+        target = self._target(loc)
+        if target is not None and len(loc) > 2 and from_preset(target, str(loc[2])):
+            try:
+                preset = find_preset(target["preset"], self.folder)
+                file, root, within = str(preset), yaml.compose(preset.read_text(encoding="utf-8"), Loader=yaml.SafeLoader), loc[2:]
+            except (PresetProblem, OSError, UnicodeDecodeError, yaml.YAMLError):
+                pass  # an unreadable preset is reported on its own, on the target's ``preset:`` line
+        return Problem(file=file, line=_line(root, within), path=_dotted(loc) or "(file)", message=message)
+
+    def _target(self, loc: Loc) -> dict | None:
+        targets = self.data.get("targets") if isinstance(self.data, dict) else None
+        if len(loc) > 1 and loc[0] == "targets" and isinstance(loc[1], int) and isinstance(targets, list) and loc[1] < len(targets):
+            target = targets[loc[1]]
+            return target if isinstance(target, dict) else None
+        return None
+
+
+def _problems(error: dict, places: _Places) -> list[Problem]:
     loc: Loc = tuple(error["loc"])
+    message = error["msg"].removeprefix("Value error, ")
+    if isinstance(error.get("ctx", {}).get("error"), PresetProblem):
+        return [places.problem(loc + ("preset",), message)]
     if loc and error["type"] == "value_error":
         # A section's own check (a configured back end's ``soap:``/``rest:``) names each problem
         # by its path inside the section: ``soap.operations.create.request.VanBan.X: ...``.
-        message = error["msg"].removeprefix("Value error, ")
         parts = [_message_loc(part) for part in message.split("; ")]
         if all(where and where[0] == loc[-1] for where, _ in parts):
-            return [Problem(file=file, line=_line(root, loc[:-1] + where), path=_dotted(loc[:-1] + where), message=rest.removeprefix(": "))
-                    for where, rest in parts]
+            return [places.problem(loc[:-1] + where, rest.removeprefix(": ")) for where, rest in parts]
     if loc or error["type"] != "value_error":
-        message = error["msg"].removeprefix("Value error, ")
-        return [Problem(file=file, line=_line(root, loc), path=_dotted(loc) or "(file)", message=message)]
+        return [places.problem(loc, message)]
     # The model-level cross-reference check: one message, problems joined with "; ".
-    message = error["msg"].removeprefix("Value error, ")
-    problems = []
-    for part in message.split("; "):
-        where, rest = _message_loc(part)
-        problems.append(Problem(file=file, line=_line(root, where), path=_dotted(where) or "(file)", message=rest))
-    return problems
+    return [places.problem(where, rest) for where, rest in map(_message_loc, message.split("; "))]
 
 
 def _message_loc(message: str) -> tuple[Loc, str]:

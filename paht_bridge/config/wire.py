@@ -28,9 +28,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 #: The fields each operation's request may use (the connector fills them).
 RECORD_FIELDS = frozenset({
-    "external_ref", "report_key", "agency_code", "agency_name", "sender_code", "sender_name", "subject", "content",
+    "external_ref", "report_key", "source_id", "agency_code", "agency_name", "sender_code", "sender_name", "subject", "content",
     "content_full", "category", "priority", "issued_at", "issued_date", "due_date", "lat", "lon", "address", "ward",
-    "ward_code", "province", "province_code", "reporter_name", "reporter_phone", "attachments", "attachment_count",
+    "ward_code", "unit_name", "province", "province_code", "reporter_name", "reporter_phone", "attachments", "attachment_count",
 })
 ATTACHMENT_FIELDS = frozenset({"name", "media_type", "size", "sha256", "data", "index"})
 OPERATION_FIELDS: dict[str, frozenset[str]] = {
@@ -46,7 +46,7 @@ ANSWER_FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "find": (frozenset({"document_id"}), frozenset({"found", "items", "external_ref"})),
     "changes": (frozenset({"items", "next_cursor"}), frozenset({"has_more"})),
     "status": (frozenset(), frozenset({"item"})),
-    "rating": (frozenset(), frozenset()),
+    "rating": (frozenset(), frozenset({"rating_id", "already_exists"})),
 }
 CHANGE_FIELDS_REQUIRED = frozenset({"external_ref", "document_id", "raw_code", "changed_at"})
 CHANGE_FIELDS = CHANGE_FIELDS_REQUIRED | {"answer", "answered_by"}
@@ -271,8 +271,18 @@ class _Wire(_Spec):
     #: without a zone is Vietnam time.
     time_format: str | None = None
     #: Subject and content are cut to this many characters (at a word) when set; content cut
-    #: this way travels whole as a text attachment (edXML: 500).
+    #: this way travels whole as a text attachment, ``noi_dung_day_du.txt`` (edXML: 500).
     text_limit: int | None = Field(default=None, ge=20)
+    #: The subject's own limit, when it differs from ``text_limit`` (or there is none).
+    subject_limit: int | None = Field(default=None, ge=20)
+    #: A rating's comment is cut to this many characters.
+    comment_limit: int = Field(default=4000, ge=20)
+    #: ``opaque``: the change feed's cursor is whatever text the back end hands out.
+    #: ``sequence``: it is a change sequence number, so a stored cursor that is not one is
+    #: refused before any call, and a feed whose next cursor does not grow is malformed.
+    cursor: Literal["opaque", "sequence"] = "opaque"
+    #: The most changes the back end gives in one page (it refuses a larger ``limit``).
+    max_page_size: int | None = Field(default=None, ge=1)
 
 
 class SoapOperations(_Spec):
@@ -286,12 +296,17 @@ class SoapOperations(_Spec):
 class SoapWire(_Wire):
     """A SOAP document system described by its WSDL and this mapping (``kind: soap``)."""
 
-    #: The vendor's WSDL, a local file: relative paths are read from the deployments folder.
+    #: The vendor's WSDL, a local file: a relative path is read from the folder of the YAML
+    #: file that names it (the deployment's, or the preset's).
     wsdl: str
     #: The binding to call, ``{namespace}Name``; may be left out when the WSDL has one.
     binding: str | None = None
     #: The service's path under the connection's host (a connection's ``extra.path`` wins).
     path: str = "/"
+    #: Attachments travel inline (base64 inside the envelope, held in memory while it is
+    #: built and sent): a report whose attachments total more is refused, not sent. The
+    #: connection's ``limits.max_attachment_bytes`` applies too, when smaller.
+    max_inline_bytes: int = Field(default=32 * 1024 * 1024, ge=1)
     operations: SoapOperations
 
     @model_validator(mode="after")
@@ -308,11 +323,31 @@ class RestOperations(_Spec):
     rating: RestCall | None = None
 
 
+class Refusal(_Spec):
+    """Where an answer refusing a request as invalid (a call's ``rejected`` status) says why,
+    so the dead-letter reason names what to fix: ``{"message": ..., "fields": [{"field":
+    "han_xu_ly", "message": "Trường bắt buộc"}]}``."""
+
+    #: Paths to a one-line reason, tried in order until one is there.
+    message: tuple[str, ...] = ()
+    #: Path to the list of refused fields; within each item, the field's name and why.
+    fields: str | None = None
+    field: str = "field"
+    reason: str = "message"
+
+    @field_validator("message", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else value
+
+
 class RestWire(_Wire):
     """A REST/JSON document system described by endpoint templates and JSON paths (``kind: rest``)."""
 
     #: ``Authorization`` scheme for the connection's password: ``Bearer <password>``.
     auth: Literal["bearer", "basic", "none"] = "bearer"
+    #: How the API says why it refused a request; without it the refusal's text is quoted.
+    refusal: Refusal | None = None
     operations: RestOperations
 
     @model_validator(mode="after")

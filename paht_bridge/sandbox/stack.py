@@ -26,15 +26,17 @@ CITIZEN_KEY = "sandbox-key"
 SOAP_USER, SOAP_PASSWORD = "sandbox", "sandbox-secret"
 REST_TOKEN = "sandbox-token"
 
-#: connection id → (stand-in name, kind); the ids are the ones the deployment mappings name.
+#: connection id → (stand-in name, connection type: the one the hook for it declares); the ids
+#: are the ones the deployment mappings name.
 CONNECTIONS = {
-    "paht_citizen_quangtri": ("quangtri_ioc", "citizen"),
-    "paht_citizen_dienbien": ("dienbien_smart", "citizen"),
-    "paht_qoffice_quangtri": ("qoffice_quangtri", "soap"),
-    "paht_tdoffice_dienbien": ("tdoffice_dienbien", "rest"),
-    "paht_open311_quangninh": ("quangninh_open311", "citizen"),
-    "paht_ioffice_quangninh": ("ioffice_quangninh", "configured"),
+    "paht_citizen_quangtri": ("quangtri_ioc", "paht_citizen_app"),
+    "paht_citizen_dienbien": ("dienbien_smart", "paht_citizen_app"),
+    "paht_qoffice_quangtri": ("qoffice_quangtri", "paht_soap"),
+    "paht_tdoffice_dienbien": ("tdoffice_dienbien", "paht_rest"),
+    "paht_open311_quangninh": ("quangninh_open311", "paht_open311"),
+    "paht_ioffice_quangninh": ("ioffice_quangninh", "paht_soap"),
 }
+CITIZEN_TYPES = ("paht_citizen_app", "paht_open311")
 
 
 @dataclass
@@ -48,13 +50,11 @@ class SandboxUrls:
         citizen apps, so a test can make a stall after commit time out fast without making a
         page of reports on a loaded machine time out too."""
         env = {}
-        for conn_id, (name, kind) in CONNECTIONS.items():
-            conn: dict[str, object] = {"conn_type": "http", "host": self.urls[name]}
-            if kind == "citizen":
+        for conn_id, (name, conn_type) in CONNECTIONS.items():
+            conn: dict[str, object] = {"conn_type": conn_type, "host": self.urls[name]}
+            if conn_type in CITIZEN_TYPES:
                 conn.update(password=CITIZEN_KEY, extra={"timeout": citizen_timeout or timeout})
-            elif kind == "soap":
-                conn.update(login=SOAP_USER, password=SOAP_PASSWORD, extra={"timeout": timeout, "path": "/edxml"})
-            elif kind == "configured":  # the service path comes from the mapping
+            elif conn_type == "paht_soap":  # the service path comes from the mapping (or its preset)
                 conn.update(login=SOAP_USER, password=SOAP_PASSWORD, extra={"timeout": timeout})
             else:
                 conn.update(password=REST_TOKEN, extra={"timeout": timeout})
@@ -63,11 +63,11 @@ class SandboxUrls:
 
     @property
     def citizen_apps(self) -> list[str]:
-        return [self.urls[n] for n, k in CONNECTIONS.values() if k == "citizen"]
+        return [self.urls[n] for n, t in CONNECTIONS.values() if t in CITIZEN_TYPES]
 
     @property
     def document_systems(self) -> list[str]:
-        return [self.urls[n] for n, k in CONNECTIONS.values() if k != "citizen"]
+        return [self.urls[n] for n, t in CONNECTIONS.values() if t not in CITIZEN_TYPES]
 
     def tick_desks(self) -> int:
         """One step of every agency desk; returns how many documents moved."""

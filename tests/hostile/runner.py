@@ -45,10 +45,10 @@ from sqlalchemy import select
 
 from paht_bridge.connectors import errors
 from paht_bridge.connectors.citizen_app import CitizenAppClient
-from paht_bridge.connectors.edxml_soap import EdxmlSoapClient
+from paht_bridge.connectors.configured_rest import ConfiguredRestClient
+from paht_bridge.connectors.configured_soap import ConfiguredSoapClient
 from paht_bridge.connectors.errors import ConnectorError
 from paht_bridge.connectors.limits import ConnectorLimits
-from paht_bridge.connectors.rest_docs import RestDocsClient
 from paht_bridge.connectors.xml import XmlRefused, parse_xml
 from paht_bridge.ledger.db import decrypt, migrate, sessions
 from paht_bridge.ledger.models import EventRow, QuarantineRow, ReportRow
@@ -61,6 +61,7 @@ from paht_bridge.sandbox.rest_docsys import Faults, RestDocsysState, create_rest
 from paht_bridge.sandbox.server import LoopbackServer
 from tests.hostile import raw_server
 from tests.hostile.cases import CORPUS, ReportCase, all_cases, good_item
+from tests.preset_clients import edxml_client, tdoffice_client
 
 SOURCE = "quangtri_ioc"
 MAPPING = deployment("quang_tri")
@@ -443,8 +444,14 @@ def generated_xml() -> dict[str, bytes]:
 GENERATED_SOAP_EXPECT = {"huge-faultstring": "PermanentError", "many-elements": "MalformedResponse"}
 
 
-def _soap_client(endpoint: str = FAKE_SOAP, timeout: float = 2.0, limits: ConnectorLimits = SMALL) -> EdxmlSoapClient:
-    return EdxmlSoapClient("qoffice_quangtri", endpoint, username="u", password="p", timeout=timeout, limits=limits)
+def _soap_client(endpoint: str = FAKE_SOAP, timeout: float = 2.0, limits: ConnectorLimits = SMALL) -> ConfiguredSoapClient:
+    """Quảng Trị's edXML system as shipped (``preset: edxml_soap``)."""
+    return edxml_client(endpoint, username="u", password="p", timeout=timeout, limits=limits)
+
+
+def _rest_client(base_url: str = FAKE_REST, limits: ConnectorLimits = SMALL) -> ConfiguredRestClient:
+    """Điện Biên's TDOffice system as shipped (``preset: tdoffice_rest``)."""
+    return tdoffice_client(base_url, token="t", timeout=FAST, limits=limits)
 
 
 def soap_answers() -> list[Outcome]:
@@ -510,7 +517,7 @@ def rest_answers() -> list[Outcome]:
         "generated/json-with-text-type": (b'{"items": [], "next_cursor": "1", "has_more": false}', 200, "text/plain", "MalformedResponse"),
     }
     outcomes = []
-    client = RestDocsClient("tdoffice_dienbien", FAKE_REST, token="t", timeout=FAST, limits=SMALL)
+    client = _rest_client()
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         for name, (body, status, content_type, expected) in answers.items():
             mock.upsert(responses.GET, f"{FAKE_REST}/api/v2/thay-doi-trang-thai", body=body, status=status, content_type=content_type)
@@ -538,7 +545,7 @@ def rest_faults() -> list[Outcome]:
     server = LoopbackServer(create_rest_docsys_app(state), name="hostile-rest").start()
     outcomes = []
     try:
-        client = RestDocsClient("tdoffice_dienbien", server.url, token="t", timeout=FAST, limits=SMALL)
+        client = _rest_client(server.url)
         send = lambda ref: (lambda: client.create_document(document_record(ref), []))  # noqa: E731
         changes = lambda: list(client.changes_since(None))  # noqa: E731
         plans = (
@@ -586,8 +593,8 @@ def transport() -> list[Outcome]:
     limits = ConnectorLimits(max_body_bytes=256 * 1024, max_xml_bytes=256 * 1024, max_answer_seconds=0.5)
     with raw_server.RawServer() as server:
         citizen = CitizenAppClient(SOURCE, server.url, api_key=API_KEY, timeout=FAST, limits=limits)
-        rest = RestDocsClient("tdoffice_dienbien", server.url, token="t", timeout=FAST, limits=limits)
-        soap = EdxmlSoapClient("qoffice_quangtri", f"{server.url}/edxml", username="u", password="p", timeout=0.5, limits=limits)
+        rest = _rest_client(server.url, limits=limits)
+        soap = _soap_client(f"{server.url}/edxml", timeout=0.5, limits=limits)
         calls = {
             "citizen:reports_since": (lambda: next(citizen.reports_since(None)), page, "application/json", False),
             "rest:changes_since": (lambda: list(rest.changes_since(None)), page, "application/json", False),

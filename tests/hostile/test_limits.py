@@ -8,12 +8,12 @@ import pytest
 import responses
 
 from paht_bridge.connectors.citizen_app import CitizenAppClient
-from paht_bridge.connectors.edxml_soap import EdxmlSoapClient
 from paht_bridge.connectors.errors import MalformedResponse, RejectedContent
-from paht_bridge.connectors.hooks import CitizenAppHook, EdxmlSoapHook, RestDocsHook
+from paht_bridge.connectors.hooks import CitizenAppHook, ConfiguredRestHook, ConfiguredSoapHook
 from paht_bridge.connectors.limits import DEFAULT_LIMITS, ConnectorLimits
 from paht_bridge.canonical import Attachment
 from tests.hostile.cases import good_item
+from tests.preset_clients import edxml_client, edxml_target, tdoffice_target
 
 LIMITS = {"max_body_bytes": 4096, "max_title_chars": 20, "max_xml_depth": 12, "max_xml_bytes": 8192,
           "max_attachment_bytes": 2048, "allowed_media_types": ["image/jpeg", "application/pdf"]}
@@ -27,12 +27,12 @@ def _connection(monkeypatch: pytest.MonkeyPatch, conn_id: str, extra: dict) -> N
 def test_every_hook_hands_its_client_the_limits_of_the_connection_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     _connection(monkeypatch, "paht_limits_test", {"timeout": 5, "limits": LIMITS})
     citizen = CitizenAppHook("paht_limits_test").get_client("quangtri_ioc")
-    soap = EdxmlSoapHook("paht_limits_test").get_client("qoffice_quangtri")
-    rest = RestDocsHook("paht_limits_test").get_client("tdoffice_dienbien")
+    soap = ConfiguredSoapHook("paht_limits_test").get_client("qoffice_quangtri", edxml_target())
+    rest = ConfiguredRestHook("paht_limits_test").get_client("tdoffice_dienbien", tdoffice_target())
     for client in (citizen, soap, rest):
         assert client.limits.max_title_chars == 20 and client.limits.allowed_media_types == {"image/jpeg", "application/pdf"}
     assert soap._soap.transport.max_bytes == 8192 and soap._soap.transport.max_depth == 12  # noqa: SLF001
-    assert soap.max_attachment_bytes == 2048
+    assert soap.max_inline_bytes == 2048  # under the preset's 32 MiB for attachments carried inline
 
 
 def test_a_connection_without_limits_gets_the_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -80,6 +80,6 @@ def test_xml_deeper_than_the_connectors_limit_is_refused_before_zeep_reads_it() 
     body = (f'<soap:Envelope xmlns:soap="{soap}" xmlns:ed="{ed}"><soap:Body><ed:FindDocumentByReferenceResponse>'
             f"<ed:Found>false</ed:Found>{deep}</ed:FindDocumentByReferenceResponse></soap:Body></soap:Envelope>")
     responses.post("http://docsys.test/edxml", body=body, content_type="text/xml")
-    client = EdxmlSoapClient("q", "http://docsys.test/edxml", limits=ConnectorLimits(**LIMITS))
+    client = edxml_client("http://docsys.test/edxml", name="q", limits=ConnectorLimits(**LIMITS))
     with pytest.raises(MalformedResponse, match="nested deeper than 12 levels"):
         client.find_by_ref("PAHT-x-1")

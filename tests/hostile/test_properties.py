@@ -17,9 +17,8 @@ from lxml import etree
 
 from paht_bridge.connectors.citizen_app import ID_PATTERN, CitizenAppClient, mask_personal
 from paht_bridge.connectors.citizen_checks import VIETNAM_BOX
-from paht_bridge.connectors.edxml_soap import NAME_LIMIT, TEXT_LIMIT, EdxmlSoapClient, edxml_envelope, full_text_part
 from paht_bridge.connectors.limits import ConnectorLimits
-from paht_bridge.connectors.rest_docs import WireDocument
+from paht_bridge.connectors.outbound import FULL_TEXT_NAME, NAME_LIMIT, xml_safe
 from paht_bridge.connectors.xml import XmlRefused, check_untrusted, parse_xml
 from paht_bridge.normalise.admin_units import resolve_units
 from paht_bridge.canonical import VIETNAM_TZ, AdminUnit, Location, RawStatusChange, Report, nfc
@@ -29,6 +28,7 @@ from paht_bridge.normalise.transforms import UnknownStatus, build_document, map_
 from paht_bridge.sandbox.edxml_docsys import XSD_FILE, soap_payload
 from tests.hostile.cases import good_item
 from tests.hostile.legacy import ENCODERS
+from tests.preset_clients import create_request, edxml_client, tdoffice_client
 
 SETTINGS = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 NOW = datetime(2026, 11, 23, 19, 0, tzinfo=VIETNAM_TZ)
@@ -195,7 +195,9 @@ def test_vietnamese_in_a_legacy_encoding_read_as_cp1252_is_recognised(text: str,
 UNIT = AdminUnit(scheme="2025", province="Tỉnh Quảng Trị", ward="Phường Đồng Hới")
 UNITS = resolve_units(UNIT)
 SCHEMA = etree.XMLSchema(etree.parse(str(XSD_FILE)))
-SOAP_CLIENT = EdxmlSoapClient("qoffice_quangtri", "http://unused.test/edxml")
+SOAP_CLIENT = edxml_client("http://unused.test/edxml")  # Quảng Trị's target: preset edxml_soap
+REST_CLIENT = tdoffice_client("http://unused.test")  # Điện Biên's: preset tdoffice_rest
+TEXT_LIMIT = SOAP_CLIENT.wire.text_limit
 LONG_TEXT = st.one_of(TEXT, st.text(min_size=400, max_size=3000), st.text(st.sampled_from("ab <>&\x00\x0b\ufffe ẩ"), max_size=1200))
 
 
@@ -213,12 +215,13 @@ def reports(draw: st.DrawFn) -> Report:
 @given(report=reports())
 def test_route_and_build_document_never_give_an_envelope_the_edxml_schema_refuses(report: Report) -> None:
     record = build_document(report, route(report, UNITS, QUANG_TRI), QUANG_TRI)
-    extra = full_text_part(record, "att-01")
-    envelope = edxml_envelope(record, [extra] if extra else [], "PAHT-IOC")
+    envelope = xml_safe(create_request(SOAP_CLIENT, record))["edXMLEnvelope"]
     header = envelope["edXMLHeader"]["MessageHeader"]
-    assert len(header["Subject"]) <= TEXT_LIMIT and len(header["Content"]) <= TEXT_LIMIT
+    assert TEXT_LIMIT == 500 and len(header["Subject"]) <= TEXT_LIMIT and len(header["Content"]) <= TEXT_LIMIT
     assert not TAG_OPENER.search(header["Subject"]) and not TAG_OPENER.search(header["Content"])
-    for reference in envelope["edXMLBody"]["edXMLManifest"]["Reference"]:
+    references = envelope["edXMLBody"]["edXMLManifest"]["Reference"]
+    assert [r["AttachmentName"] for r in references] == ([FULL_TEXT_NAME] if header["Content"].endswith(f"{FULL_TEXT_NAME})") else [])
+    for reference in references:
         assert len(reference["AttachmentName"]) <= NAME_LIMIT
     message = SOAP_CLIENT._soap.client.create_message(SOAP_CLIENT._soap.service, "SendDocument", edXMLEnvelope=envelope)  # noqa: SLF001
     payload = soap_payload(etree.tostring(message))
@@ -229,8 +232,9 @@ def test_route_and_build_document_never_give_an_envelope_the_edxml_schema_refuse
 @given(report=reports())
 def test_what_a_rest_document_system_receives_carries_no_markup(report: Report) -> None:
     record = build_document(report, route(report, UNITS, QUANG_TRI), QUANG_TRI)
-    wire = WireDocument.from_record(record)
-    assert not TAG_OPENER.search(wire.trich_yeu) and not TAG_OPENER.search(wire.noi_dung)
+    document = create_request(REST_CLIENT, record)
+    assert not TAG_OPENER.search(document["trich_yeu"]) and not TAG_OPENER.search(document["noi_dung"])
+    assert len(document["trich_yeu"]) <= 500  # the preset's subject_limit: the vendor refuses more
 
 
 # -- the hardened XML parser --------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ def test_bridge_log_records_never_carry_a_phone_number(caplog: pytest.LogCapture
         try:
             raise RuntimeError("backend said: call +84 912 345 678")
         except RuntimeError:
-            logging.getLogger("paht_bridge.connectors.rest_docs").exception("failed report=%s", "QT-1")
+            logging.getLogger("paht_bridge.connectors.configured").exception("failed report=%s", "QT-1")
         logging.getLogger("someone.else").info("0912345678")  # not ours: left to Airflow's masker
     text = caplog.text
     assert "report=QT-1 phone=[phone]" in text and "call [phone]" in text

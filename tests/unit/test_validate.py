@@ -46,8 +46,13 @@ def test_a_bad_organisation_code_is_reported_on_its_line(tmp_path: Path) -> None
     assert "'000.05.44.h45' is not an organisation code" in problem.message
 
 
+#: Quảng Trị's target with its own statuses table (replacing its preset's whole), one of them wrong.
+OWN_STATUSES = ("    max_tries: 8\n", '    max_tries: 8\n    statuses: {"01": delivered, "06": finished}\n')
+
+
 def test_a_status_mapped_to_no_canonical_status_is_reported_on_its_line(tmp_path: Path) -> None:
-    path, line = broken_copy(tmp_path, '"06": answered ', '"06": finished ')
+    path, line = broken_copy(tmp_path, *OWN_STATUSES)
+    line += 1  # the statuses line, after max_tries
     [problem] = validate_file(path)
     assert (problem.line, problem.path) == (line, "targets[0].statuses.06")
     assert "'answered'" in problem.message  # the message lists the statuses there are
@@ -82,7 +87,8 @@ def test_a_category_without_a_province_wide_rule_points_at_the_category(tmp_path
 
 
 def test_the_command_prints_file_line_field_message_and_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path, line = broken_copy(tmp_path, '"06": answered ', '"06": finished ')
+    path, line = broken_copy(tmp_path, *OWN_STATUSES)
+    line += 1
     assert main(["validate", str(path), str(shipped_mappings() / "dien_bien.yaml")]) == 1
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith(f"{path}:{line}: targets[0].statuses.06: Input should be")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import date
-from pathlib import Path
 
 import pytest
 from lxml import etree
 
 from paht_bridge.connectors.answers import JsonAnswer, XmlAnswer
+from paht_bridge.config.folders import shipped_mappings
 from paht_bridge.config.validate import validate_text
 from paht_bridge.config.wire import (
     Each,
@@ -19,7 +19,17 @@ from paht_bridge.config.wire import (
     template_fields,
 )
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "mappings"
+MAPPINGS = shipped_mappings()
+
+
+def with_own_rest_section() -> str:
+    """dien_bien.yaml with the ``tdoffice_rest`` preset's ``rest:`` section written in the
+    target itself (a deployment's own section replaces the preset's whole)."""
+    preset = (MAPPINGS / "presets" / "tdoffice_rest.yaml").read_text(encoding="utf-8")
+    section = preset[preset.index("rest:\n"):preset.index("statuses:")]
+    own = "".join(f"    {line}\n" if line.strip() else "\n" for line in section.splitlines())
+    text = (MAPPINGS / "dien_bien.yaml").read_text(encoding="utf-8")
+    return text.replace("    max_tries: 8\n", "    max_tries: 8\n" + own, 1)
 
 
 def test_dotted_keys_nest_and_empty_values_are_left_out() -> None:
@@ -64,27 +74,23 @@ def _broken(text: str, old: str, new: str) -> str:
 
 
 def test_validate_points_at_the_line_of_a_misspelt_field_in_a_configured_back_end() -> None:
-    text = (FIXTURES / "dien_bien.yaml").read_text(encoding="utf-8")
+    text = with_own_rest_section()
+    assert validate_text(text, str(MAPPINGS / "dien_bien.yaml")) == []
     broken = _broken(text, 'trich_yeu: "{subject}"', 'trich_yeu: "{subjct}"')
-    problems = validate_text(broken, "dien_bien.yaml")
+    problems = validate_text(broken, str(MAPPINGS / "dien_bien.yaml"))
     line = next(n for n, row in enumerate(broken.splitlines(), start=1) if "{subjct}" in row)
-    assert [(p.line, p.path) for p in problems] == [(line, "targets[0].rest.operations.create.request.trich_yeu")]
+    assert [(p.file, p.line, p.path) for p in problems] == [(str(MAPPINGS / "dien_bien.yaml"), line, "targets[0].rest.operations.create.request.trich_yeu")]
     assert "unknown field 'subjct'" in problems[0].message
 
 
 def test_validate_names_a_missing_answer_path_and_a_section_of_the_wrong_kind() -> None:
-    text = (FIXTURES / "quang_tri.yaml").read_text(encoding="utf-8")
-    broken = _broken(text, "response: {document_id: DocId, already_exists: AlreadyExists}", "response: {already_exists: AlreadyExists}")
-    problems = validate_text(broken, "quang_tri.yaml")
+    text = (MAPPINGS / "quang_ninh.yaml").read_text(encoding="utf-8")
+    broken = _broken(text, "response: {document_id: KetQua.MaVanBan, already_exists: KetQua.DaTonTai}", "response: {already_exists: KetQua.DaTonTai}")
+    problems = validate_text(broken, "quang_ninh.yaml")
     assert [p.path for p in problems] == ["targets[0].soap.operations.create.response"]
     assert problems[0].message == "missing document_id"
     wrong_kind = _broken(text, "    kind: soap\n", "    kind: rest\n")
-    assert "a 'soap' section only belongs to a target of kind 'soap' (this one is 'rest')" in " ".join(p.message for p in validate_text(wrong_kind, "quang_tri.yaml"))
-
-
-def test_the_shipped_configured_fixtures_are_valid() -> None:
-    for path in FIXTURES.glob("*.yaml"):
-        assert validate_text(path.read_text(encoding="utf-8"), path.name) == []
+    assert "a 'soap' section only belongs to a target of kind 'soap' (this one is 'rest')" in " ".join(p.message for p in validate_text(wrong_kind, "quang_ninh.yaml"))
 
 
 def test_every_edxml_processing_status_is_mapped_and_an_unassigned_code_is_reported_not_guessed() -> None:

@@ -1,4 +1,5 @@
-"""The edXML SOAP connector against the real stand-in service on loopback.
+"""The edXML SOAP service through the configured SOAP connector and the ``edxml_soap``
+preset (Quảng Trị's shipped target), against the real stand-in service on loopback.
 
 Each test gets a fresh service (state and server), so counters start at zero.
 """
@@ -18,8 +19,9 @@ import pytest
 import requests
 
 from paht_bridge.connectors.base import DocumentSystem
-from paht_bridge.connectors.edxml_soap import FULL_TEXT_NAME, EdxmlSoapClient
+from paht_bridge.connectors.configured_soap import ConfiguredSoapClient
 from paht_bridge.connectors.errors import AmbiguousError, MalformedResponse, PermanentError, TransientError
+from paht_bridge.connectors.outbound import FULL_TEXT_NAME
 from paht_bridge.canonical import (
     DocumentRecord,
     LocalAttachment,
@@ -33,6 +35,7 @@ from paht_bridge.canonical import (
 from paht_bridge.sandbox.desk import refuses
 from paht_bridge.sandbox.edxml_docsys import EdxmlDocsysState, create_edxml_app
 from paht_bridge.sandbox.server import LoopbackServer
+from tests.preset_clients import edxml_client
 
 AGENCY = "000.00.31.H45"
 IOC = "000.00.00.H45"
@@ -48,8 +51,8 @@ class Docsys:
     def endpoint(self) -> str:
         return f"{self.server.url}/edxml"
 
-    def client(self, *, password: str = "sandbox-secret", timeout: float = 5.0) -> EdxmlSoapClient:
-        return EdxmlSoapClient("qt-edxml", self.endpoint, username="sandbox", password=password, timeout=timeout)
+    def client(self, *, password: str = "sandbox-secret", timeout: float = 5.0) -> ConfiguredSoapClient:
+        return edxml_client(self.endpoint, name="qt-edxml", password=password, timeout=timeout)
 
     def documents(self) -> dict[str, dict]:
         answer = requests.get(f"{self.server.url}/_sandbox/documents", timeout=5).json()
@@ -68,7 +71,7 @@ def docsys() -> Iterator[Docsys]:
 
 
 @pytest.fixture
-def client(docsys: Docsys) -> Iterator[EdxmlSoapClient]:
+def client(docsys: Docsys) -> Iterator[ConfiguredSoapClient]:
     c = docsys.client()
     yield c
     c.close()
@@ -105,7 +108,7 @@ def refs_where(refused: bool, count: int, prefix: str = "PAHT-quangtri-ioc-") ->
     return found[:count]
 
 
-def read_feed(client: EdxmlSoapClient, cursor: str | None, page_size: int) -> tuple[list[RawStatusChange], str | None]:
+def read_feed(client: ConfiguredSoapClient, cursor: str | None, page_size: int) -> tuple[list[RawStatusChange], str | None]:
     changes: list[RawStatusChange] = []
     for page in client.changes_since(cursor, page_size=page_size):
         changes.extend(page.items)
@@ -120,11 +123,11 @@ def codes_by_ref(changes: list[RawStatusChange]) -> dict[str, list[str]]:
     return dict(codes)
 
 
-def test_client_implements_the_document_system_protocol(client: EdxmlSoapClient) -> None:
+def test_client_implements_the_document_system_protocol(client: ConfiguredSoapClient) -> None:
     assert isinstance(client, DocumentSystem)
 
 
-def test_document_with_two_attachments_is_created_and_read_back(docsys: Docsys, client: EdxmlSoapClient, tmp_path: Path) -> None:
+def test_document_with_two_attachments_is_created_and_read_back(docsys: Docsys, client: ConfiguredSoapClient, tmp_path: Path) -> None:
     photo = spool(tmp_path, "ảnh hiện trường 1.jpg", b"\xff\xd8" + b"p" * 5000)
     video = spool(tmp_path, "video.mp4", b"v" * 20000, "video/mp4")
 
@@ -143,11 +146,11 @@ def test_document_with_two_attachments_is_created_and_read_back(docsys: Docsys, 
     assert docsys.state.documents[receipt.document_id].attachments[1].data == b"v" * 20000
 
 
-def test_unknown_reference_is_not_found(client: EdxmlSoapClient) -> None:
+def test_unknown_reference_is_not_found(client: ConfiguredSoapClient) -> None:
     assert client.find_by_ref("PAHT-quangtri-ioc-404") is None
 
 
-def test_sending_the_same_reference_twice_creates_one_document(docsys: Docsys, client: EdxmlSoapClient) -> None:
+def test_sending_the_same_reference_twice_creates_one_document(docsys: Docsys, client: ConfiguredSoapClient) -> None:
     first = client.create_document(record("PAHT-quangtri-ioc-102"), [])
     second = client.create_document(record("PAHT-quangtri-ioc-102"), [])
 
@@ -159,7 +162,7 @@ def test_sending_the_same_reference_twice_creates_one_document(docsys: Docsys, c
 
 
 def test_desk_ticks_give_the_whole_status_sequence_and_the_cursor_resumes_without_repeats_or_gaps(
-    docsys: Docsys, client: EdxmlSoapClient
+    docsys: Docsys, client: ConfiguredSoapClient
 ) -> None:
     refs = refs_where(refused=False, count=3)
     for ref in refs:
@@ -178,7 +181,7 @@ def test_desk_ticks_give_the_whole_status_sequence_and_the_cursor_resumes_withou
     assert read_feed(client, cursor, page_size=2)[0] == []
 
 
-def test_a_cursor_saved_mid_feed_resumes_at_the_next_change(docsys: Docsys, client: EdxmlSoapClient) -> None:
+def test_a_cursor_saved_mid_feed_resumes_at_the_next_change(docsys: Docsys, client: ConfiguredSoapClient) -> None:
     for ref in refs_where(refused=False, count=2):
         client.create_document(record(ref), [])
     for _ in range(4):
@@ -191,7 +194,7 @@ def test_a_cursor_saved_mid_feed_resumes_at_the_next_change(docsys: Docsys, clie
     assert first_page.items + rest == everything
 
 
-def test_references_the_desk_refuses_end_with_code_02_and_a_reason(docsys: Docsys, client: EdxmlSoapClient) -> None:
+def test_references_the_desk_refuses_end_with_code_02_and_a_reason(docsys: Docsys, client: ConfiguredSoapClient) -> None:
     refused, accepted = refs_where(refused=True, count=2), refs_where(refused=False, count=1)
     receipts = {ref: client.create_document(record(ref), []) for ref in refused + accepted}
     while docsys.tick():
@@ -206,7 +209,7 @@ def test_references_the_desk_refuses_end_with_code_02_and_a_reason(docsys: Docsy
 
 
 def test_content_over_500_characters_is_cut_and_the_full_text_arrives_as_an_attachment(
-    docsys: Docsys, client: EdxmlSoapClient
+    docsys: Docsys, client: ConfiguredSoapClient
 ) -> None:
     sentence = "Mặt đường Hùng Vương xuống cấp nghiêm trọng, nhiều ổ gà sâu gây nguy hiểm. "
     long_text = (sentence * 20)[:1200].strip()
@@ -222,7 +225,7 @@ def test_content_over_500_characters_is_cut_and_the_full_text_arrives_as_an_atta
     assert full.data.decode("utf-8") == long_text
 
 
-def test_request_breaking_the_xsd_is_rejected_with_a_fault_naming_the_element(docsys: Docsys, client: EdxmlSoapClient) -> None:
+def test_request_breaking_the_xsd_is_rejected_with_a_fault_naming_the_element(docsys: Docsys, client: ConfiguredSoapClient) -> None:
     with pytest.raises(PermanentError) as caught:
         client.create_document(record("PAHT-quangtri-ioc-104", agency_code="abc"), [])
 
@@ -242,7 +245,7 @@ def test_wrong_password_is_a_permanent_error(docsys: Docsys) -> None:
     assert docsys.documents() == {}
 
 
-def test_a_rating_posted_twice_with_the_same_id_is_stored_once(docsys: Docsys, client: EdxmlSoapClient) -> None:
+def test_a_rating_posted_twice_with_the_same_id_is_stored_once(docsys: Docsys, client: ConfiguredSoapClient) -> None:
     receipt = client.create_document(record("PAHT-quangtri-ioc-106"), [])
     rating = Rating(
         rating_id="R-106-1", source="quangtri-ioc", source_id="106", level=RatingLevel.NOT_SATISFIED,
@@ -256,7 +259,7 @@ def test_a_rating_posted_twice_with_the_same_id_is_stored_once(docsys: Docsys, c
     ]
 
 
-def test_a_rating_for_an_unknown_document_is_permanent(client: EdxmlSoapClient) -> None:
+def test_a_rating_for_an_unknown_document_is_permanent(client: ConfiguredSoapClient) -> None:
     rating = Rating(rating_id="R-x", source="s", source_id="x", level=RatingLevel.SATISFIED, rated_at=vietnam_now())
     with pytest.raises(PermanentError, match="NOT_FOUND"):
         client.post_rating("VBD-99999999", rating)
@@ -266,7 +269,7 @@ def test_a_server_that_is_not_listening_is_transient() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # closed again on leaving: nothing listens there
-    dead = EdxmlSoapClient("dead", f"http://127.0.0.1:{port}/edxml", username="u", password="p", timeout=2)
+    dead = edxml_client(f"http://127.0.0.1:{port}/edxml", name="dead", username="u", password="p", timeout=2)
 
     with pytest.raises(TransientError):
         dead.create_document(record("PAHT-quangtri-ioc-107"), [])
@@ -297,7 +300,7 @@ def test_a_timeout_after_the_document_was_committed_is_ambiguous_and_the_lookup_
     ],
 )
 def test_injected_faults_reach_the_caller_as_typed_errors(
-    docsys: Docsys, client: EdxmlSoapClient, kind: str, operation: str, expected: type[Exception]
+    docsys: Docsys, client: ConfiguredSoapClient, kind: str, operation: str, expected: type[Exception]
 ) -> None:
     answer = requests.post(f"{docsys.server.url}/_sandbox/faults", json={"kind": kind, "operation": operation}, timeout=5)
     assert answer.status_code == 200
@@ -311,7 +314,7 @@ def test_injected_faults_reach_the_caller_as_typed_errors(
     assert client.find_by_ref("PAHT-quangtri-ioc-112") is None  # the fault was used up; nothing was created
 
 
-def test_reporter_details_are_sent_only_when_the_record_carries_them(docsys: Docsys, client: EdxmlSoapClient) -> None:
+def test_reporter_details_are_sent_only_when_the_record_carries_them(docsys: Docsys, client: ConfiguredSoapClient) -> None:
     client.create_document(record("PAHT-quangtri-ioc-109"), [])
     client.create_document(record("PAHT-quangtri-ioc-110", reporter=Reporter(name="Trần Thị B", phone="0912 345 678")), [])
 
@@ -320,12 +323,12 @@ def test_reporter_details_are_sent_only_when_the_record_carries_them(docsys: Doc
     assert (sent["ReporterName"], sent["ReporterPhone"]) == ("Trần Thị B", "0912 345 678")
 
 
-def test_the_wsdl_is_never_fetched_over_http(docsys: Docsys, client: EdxmlSoapClient) -> None:
+def test_the_wsdl_is_never_fetched_over_http(docsys: Docsys, client: ConfiguredSoapClient) -> None:
     receipt = client.create_document(record("PAHT-quangtri-ioc-111"), [])
     client.find_by_ref("PAHT-quangtri-ioc-111")
     client.get_status(receipt.document_id)
     list(client.changes_since(None))
-    EdxmlSoapClient("another", docsys.endpoint, username="sandbox", password="sandbox-secret")
+    edxml_client(docsys.endpoint, name="another")
 
     assert docsys.state.wsdl_fetches == 0
     # The counter does count: a fetch by hand is seen, with the address rewritten to this server.
@@ -351,7 +354,7 @@ def test_the_server_requires_basic_auth(docsys: Docsys) -> None:
     assert answer.status_code == 401 and answer.headers["WWW-Authenticate"].startswith("Basic")
 
 
-def test_the_desk_clock_moves_documents_on_its_own(docsys: Docsys, client: EdxmlSoapClient) -> None:
+def test_the_desk_clock_moves_documents_on_its_own(docsys: Docsys, client: ConfiguredSoapClient) -> None:
     [ref] = refs_where(refused=False, count=1)
     receipt = client.create_document(record(ref), [])
     docsys.state.start_clock(0.01)

@@ -1,4 +1,5 @@
-"""The REST document-system connector against the real TDOffice-style stand-in on loopback."""
+"""The TDOffice-style REST document system through the configured REST connector and the
+``tdoffice_rest`` preset (Điện Biên's shipped target), against the real stand-in on loopback."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import requests
 
 from paht_bridge.connectors.base import DocumentSystem
 from paht_bridge.connectors.errors import AmbiguousError, MalformedResponse, PermanentError, TransientError
-from paht_bridge.connectors.rest_docs import RestDocsClient
+from paht_bridge.connectors.configured_rest import ConfiguredRestClient
 from paht_bridge.canonical import (
     VIETNAM_TZ,
     DocumentRecord,
@@ -30,6 +31,7 @@ from paht_bridge.canonical import (
 from paht_bridge.sandbox.desk import refuses
 from paht_bridge.sandbox.rest_docsys import Faults, RestDocsysState, create_rest_docsys_app
 from paht_bridge.sandbox.server import LoopbackServer
+from tests.preset_clients import tdoffice_client
 
 TOKEN = "dien-bien-test-token"
 ANSWERED_PATH = ["CHO_TIEP_NHAN", "DA_TIEP_NHAN", "DA_PHAN_CONG", "DANG_XU_LY", "DA_XU_LY"]
@@ -48,8 +50,8 @@ def server(state: RestDocsysState) -> Iterator[LoopbackServer]:
 
 
 @pytest.fixture
-def client(server: LoopbackServer) -> Iterator[RestDocsClient]:
-    with RestDocsClient("tdoffice-dienbien", server.url, token=TOKEN, timeout=(2.0, 10.0)) as connector:
+def client(server: LoopbackServer) -> Iterator[ConfiguredRestClient]:
+    with tdoffice_client(server.url, name="tdoffice-dienbien", token=TOKEN, timeout=(2.0, 10.0)) as connector:
         yield connector
 
 
@@ -79,12 +81,12 @@ def spool_file(directory: Path, name: str, data: bytes, media_type: str) -> Loca
     return LocalAttachment(name=name, media_type=media_type, size=len(data), sha256=hashlib.sha256(data).hexdigest(), path=path)
 
 
-def test_the_client_is_a_document_system(client: RestDocsClient) -> None:
+def test_the_client_is_a_document_system(client: ConfiguredRestClient) -> None:
     assert isinstance(client, DocumentSystem)
 
 
 def test_two_attachments_arrive_intact_and_the_document_reads_back(
-    client: RestDocsClient, state: RestDocsysState, tmp_path: Path
+    client: ConfiguredRestClient, state: RestDocsysState, tmp_path: Path
 ) -> None:
     photo = spool_file(tmp_path, "ảnh hiện trường 1.jpg", random.Random(1).randbytes(3 * 1024 * 1024 + 17), "image/jpeg")
     video = spool_file(tmp_path, "video \"rác\" bên đường.mp4", random.Random(2).randbytes(70_001), "video/mp4")
@@ -104,14 +106,14 @@ def test_two_attachments_arrive_intact_and_the_document_reads_back(
     assert (status.external_ref, status.raw_code, status.answer) == ("PAHT-dienbien-smart-1", "CHO_TIEP_NHAN", None)
 
 
-def test_the_reporter_reaches_the_agency_only_when_the_record_carries_it(client: RestDocsClient, state: RestDocsysState) -> None:
+def test_the_reporter_reaches_the_agency_only_when_the_record_carries_it(client: ConfiguredRestClient, state: RestDocsysState) -> None:
     client.create_document(make_record(1, reporter=Reporter(phone="0912345678")), [])
     client.create_document(make_record(2), [])
     assert state.document_by_ref("PAHT-dienbien-smart-1").reporter_fields == ["so_dien_thoai"]
     assert state.document_by_ref("PAHT-dienbien-smart-2").reporter_fields == []
 
 
-def test_sending_the_same_external_reference_twice_creates_one_document(client: RestDocsClient, state: RestDocsysState) -> None:
+def test_sending_the_same_external_reference_twice_creates_one_document(client: ConfiguredRestClient, state: RestDocsysState) -> None:
     first = client.create_document(make_record(), [])
     second = client.create_document(make_record(), [])
 
@@ -122,12 +124,12 @@ def test_sending_the_same_external_reference_twice_creates_one_document(client: 
     assert len(state.documents()) == 1
 
 
-def test_find_by_ref_for_a_reference_the_system_never_saw_is_none(client: RestDocsClient) -> None:
+def test_find_by_ref_for_a_reference_the_system_never_saw_is_none(client: ConfiguredRestClient) -> None:
     client.create_document(make_record(10), [])
     assert client.find_by_ref("PAHT-dienbien-smart-1") is None  # no "contains" match on -10
 
 
-def test_the_change_feed_carries_every_desk_stage_once_with_a_resumable_cursor(client: RestDocsClient, state: RestDocsysState) -> None:
+def test_the_change_feed_carries_every_desk_stage_once_with_a_resumable_cursor(client: ConfiguredRestClient, state: RestDocsysState) -> None:
     refs = [f"PAHT-dienbien-smart-{n}" for n in range(1, 13)]
     refused = {ref for ref in refs if refuses(ref)}
     assert refused and refused != set(refs)  # the sample exercises both endings
@@ -162,12 +164,12 @@ def test_the_change_feed_carries_every_desk_stage_once_with_a_resumable_cursor(c
     assert "không thuộc thẩm quyền" in next(c.answer for c in finals if c.raw_code == "TRA_LAI")
 
 
-def test_an_empty_feed_keeps_the_cursor(client: RestDocsClient) -> None:
+def test_an_empty_feed_keeps_the_cursor(client: ConfiguredRestClient) -> None:
     pages = list(client.changes_since("0"))
     assert [(p.items, p.next_cursor, p.has_more) for p in pages] == [([], "0", False)]
 
 
-def test_a_document_missing_a_required_field_is_refused_naming_the_field(client: RestDocsClient, state: RestDocsysState) -> None:
+def test_a_document_missing_a_required_field_is_refused_naming_the_field(client: ConfiguredRestClient, state: RestDocsysState) -> None:
     with pytest.raises(PermanentError, match="trich_yeu") as caught:
         client.create_document(make_record(subject="   "), [])
     assert not isinstance(caught.value, AmbiguousError)
@@ -175,7 +177,7 @@ def test_a_document_missing_a_required_field_is_refused_naming_the_field(client:
 
 
 def test_a_wrong_token_is_a_permanent_error(server: LoopbackServer, state: RestDocsysState) -> None:
-    with RestDocsClient("tdoffice-dienbien", server.url, token="stale-token") as stale:
+    with tdoffice_client(server.url, token="stale-token") as stale:
         with pytest.raises(PermanentError, match="401"):
             stale.create_document(make_record(), [])
         with pytest.raises(PermanentError, match="401"):
@@ -183,7 +185,7 @@ def test_a_wrong_token_is_a_permanent_error(server: LoopbackServer, state: RestD
     assert state.documents() == []
 
 
-def test_posting_a_rating_twice_stores_it_once(client: RestDocsClient, state: RestDocsysState) -> None:
+def test_posting_a_rating_twice_stores_it_once(client: ConfiguredRestClient, state: RestDocsysState) -> None:
     receipt = client.create_document(make_record(), [])
     rating = Rating(
         rating_id="rating-77", source="dienbien-smart", source_id="1", level=RatingLevel.NOT_SATISFIED,
@@ -200,7 +202,7 @@ def test_a_server_that_is_not_listening_is_transient() -> None:
     with socket.socket() as bound_not_listening:  # holds the port so nobody else takes it
         bound_not_listening.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{bound_not_listening.getsockname()[1]}"
-        with RestDocsClient("tdoffice-dienbien", url, token=TOKEN, timeout=(1.0, 1.0)) as offline:
+        with tdoffice_client(url, token=TOKEN, timeout=(1.0, 1.0)) as offline:
             with pytest.raises(TransientError):
                 offline.find_by_ref("PAHT-dienbien-smart-1")
             with pytest.raises(TransientError):
@@ -211,7 +213,7 @@ def test_a_timeout_after_commit_is_ambiguous_and_the_lookup_finds_the_document(
     server: LoopbackServer, state: RestDocsysState
 ) -> None:
     state.set_faults(Faults(stall_after_commit_next=1, stall_seconds=1.5))
-    with RestDocsClient("tdoffice-dienbien", server.url, token=TOKEN, timeout=(1.0, 0.5)) as impatient:
+    with tdoffice_client(server.url, token=TOKEN, timeout=(1.0, 0.5)) as impatient:
         with pytest.raises(AmbiguousError):
             impatient.create_document(make_record(), [])
         found = impatient.find_by_ref("PAHT-dienbien-smart-1")
@@ -221,7 +223,7 @@ def test_a_timeout_after_commit_is_ambiguous_and_the_lookup_finds_the_document(
     assert state.created_count("PAHT-dienbien-smart-1") == 1
 
 
-def test_a_gateway_error_before_processing_is_ambiguous_and_nothing_was_created(client: RestDocsClient, state: RestDocsysState) -> None:
+def test_a_gateway_error_before_processing_is_ambiguous_and_nothing_was_created(client: ConfiguredRestClient, state: RestDocsysState) -> None:
     state.set_faults(Faults(fail_next=1, fail_status=503))
     with pytest.raises(AmbiguousError):
         client.create_document(make_record(), [])
@@ -229,7 +231,7 @@ def test_a_gateway_error_before_processing_is_ambiguous_and_nothing_was_created(
     assert client.create_document(make_record(), []).created is True
 
 
-def test_a_recalled_document_reports_thu_hoi(client: RestDocsClient, server: LoopbackServer) -> None:
+def test_a_recalled_document_reports_thu_hoi(client: ConfiguredRestClient, server: LoopbackServer) -> None:
     receipt = client.create_document(make_record(), [])
     requests.post(f"{server.url}/_sandbox/documents/{receipt.document_id}/recall", timeout=5).raise_for_status()
     requests.post(f"{server.url}/_sandbox/desk/tick", timeout=5).raise_for_status()
@@ -237,7 +239,7 @@ def test_a_recalled_document_reports_thu_hoi(client: RestDocsClient, server: Loo
 
 
 def test_the_control_endpoints_tick_the_desk_and_list_documents_without_auth(
-    client: RestDocsClient, server: LoopbackServer, tmp_path: Path
+    client: ConfiguredRestClient, server: LoopbackServer, tmp_path: Path
 ) -> None:
     photo = spool_file(tmp_path, "anh.png", b"\x89PNG fake", "image/png")
     client.create_document(make_record(2), [photo])
@@ -251,7 +253,7 @@ def test_the_control_endpoints_tick_the_desk_and_list_documents_without_auth(
 
 
 def test_an_html_page_from_the_real_server_is_malformed_but_the_document_exists(
-    client: RestDocsClient, state: RestDocsysState
+    client: ConfiguredRestClient, state: RestDocsysState
 ) -> None:
     state.set_faults(Faults(malformed_next=1, malformed="html"))
     with pytest.raises(MalformedResponse):
@@ -286,10 +288,31 @@ def test_a_broken_multipart_body_is_refused_in_the_vendors_shape(server: Loopbac
     assert answer.status_code in (400, 422) and "error" in answer.json()
 
 
-def test_concurrent_sends_of_one_reference_create_one_document(client: RestDocsClient, state: RestDocsysState) -> None:
+def test_concurrent_sends_of_one_reference_create_one_document(client: ConfiguredRestClient, state: RestDocsysState) -> None:
     # Two workers (a zombie beside its retry) can send the same report at the same moment.
     with ThreadPoolExecutor(max_workers=8) as pool:
         receipts = list(pool.map(lambda _: client.create_document(make_record(), []), range(8)))
     assert len({r.document_id for r in receipts}) == 1
     assert sum(r.created for r in receipts) == 1
     assert (state.create_calls("PAHT-dienbien-smart-1"), state.created_count("PAHT-dienbien-smart-1")) == (8, 1)
+
+
+def test_a_refusal_names_the_refused_fields_in_the_dead_letter_reason(client: ConfiguredRestClient, state: RestDocsysState) -> None:
+    with pytest.raises(PermanentError) as caught:
+        client.create_document(make_record(agency_code="abc"), [])
+    assert "rejected as invalid (HTTP 422): don_vi_nhan.ma: Sai định dạng" in str(caught.value)
+    assert caught.value.operation == "create_document" and caught.value.ref == "PAHT-dienbien-smart-1"
+    assert state.documents() == []
+
+
+def test_a_subject_over_the_vendors_limit_is_cut_and_a_long_comment_too(
+    client: ConfiguredRestClient, state: RestDocsysState, server: LoopbackServer
+) -> None:
+    receipt = client.create_document(make_record(subject="Ổ gà " * 200), [])
+    stored = requests.get(f"{server.url}/api/v2/van-ban-den/{receipt.document_id}", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5).json()
+    assert len(stored["trich_yeu"]) <= 500 and stored["trich_yeu"].endswith("…")
+    rating = Rating(rating_id="rating-78", source="dienbien-smart", source_id="1", level=RatingLevel.SATISFIED,
+                    comment="Cảm ơn cán bộ phường. " * 200, rated_at=datetime(2025, 11, 20, 9, 0, tzinfo=VIETNAM_TZ))
+    client.post_rating(receipt.document_id, rating)
+    [kept] = state.document_by_ref("PAHT-dienbien-smart-1").ratings
+    assert 1900 < len(kept.comment) <= 2000
