@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from paht_bridge.canonical import (
@@ -79,25 +78,3 @@ class DocumentSystem(Protocol):
     def post_rating(self, document_id: str, rating: Rating) -> None:
         """Pass the citizen's rating on to the agency. Idempotent by ``rating.rating_id``."""
         ...
-
-
-@dataclass(frozen=True)
-class PreparedSend:
-    """A create's request, built but not sent: ``request`` is the connector's own wire form
-    (bytes and headers), which pickles. ``attachments``: how many parts it carries. The
-    request may carry personal data (where the mapping sends it): never in a repr."""
-
-    external_ref: str
-    attachments: int
-    request: Any = field(repr=False)
-
-
-class PreparesCreates(Protocol):
-    """A document system whose creates can be built in one process and sent from another:
-    the deliver step builds the next chunk's requests while its call process sends the
-    ones before (``steps.call_process``), so building them is off the calls' path.
-    ``send_prepared(prepare_create(record))`` is ``create_document(record, [])``."""
-
-    def prepare_create(self, record: DocumentRecord) -> PreparedSend: ...
-
-    def send_prepared(self, prepared: PreparedSend) -> DocumentReceipt: ...

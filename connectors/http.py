@@ -2,7 +2,7 @@
 
 Every connector sends through ``HttpTransport.request`` so a refused connection, a read
 timeout after sending, a 5xx, a 4xx and an HTML error page served with 200 are told
-apart the same way everywhere (DESIGN §5). Answers are read within the connector's
+apart the same way everywhere (transient, permanent, ambiguous). Answers are read within the connector's
 limits (``ConnectorLimits``): a body over ``max_body_bytes``, one that drips in for longer
 than ``max_answer_seconds``, or one cut off before its declared length is a typed error,
 never a worker's memory or an unhandled exception.

@@ -1,5 +1,5 @@
 """SOAP plumbing shared by every SOAP document system: one zeep client, a guarded transport,
-and every failure turned into a typed error (DESIGN §5).
+and every failure turned into a typed error.
 
 The WSDL is a local file (never fetched over the network), every call has an explicit
 timeout, answers are refused before parsing when too big, too deep or declaring a DTD,
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,6 @@ from zeep.exceptions import Error as ZeepError
 from zeep.exceptions import ValidationError as ZeepValidationError
 from zeep.transports import Transport
 from zeep.utils import get_media_type
-from zeep.wsdl.utils import etree_to_string
 
 from paht_bridge.connectors.errors import (
     AmbiguousError,
@@ -113,17 +111,6 @@ class GuardedTransport(Transport):
         return response
 
 
-@dataclass(frozen=True)
-class SoapRequest:
-    """A SOAP request as zeep posts it: the envelope's bytes and the HTTP headers. The body
-    may carry a reporter's name and phone (where the mapping sends them): never in a repr."""
-
-    operation: str
-    address: str
-    body: bytes = field(repr=False)
-    headers: dict[str, str] = field(repr=False)
-
-
 class SoapCaller:
     """One SOAP service: a zeep client on a local WSDL, bound to an endpoint, reused per task.
 
@@ -186,23 +173,10 @@ class SoapCaller:
             ) from exc
 
     def call(self, operation: str, ref: str | None, **kwargs: Any) -> Any:
-        return self.send(self.prepare(operation, ref, **kwargs), ref)
-
-    def prepare(self, operation: str, ref: str | None, **kwargs: Any) -> SoapRequest:
-        """The request zeep would post for ``operation``, built but not sent: what ``send``
-        takes, in this process or in another (it pickles). zeep's binding builds it, as its
-        own call does (``Binding.send``): the envelope and the SOAPAction headers."""
-        binding = self.service._binding  # zeep's call path, split in two: build here, post in ``send``
+        """Call ``operation`` (zeep builds the request from the WSDL and reads the answer);
+        every failure, whether building, posting or reading, comes out typed."""
         with self._typed(operation, ref):
-            envelope, headers = binding._create(operation, (), kwargs, client=self.client, options=self.service._binding_options)
-            return SoapRequest(operation, self.service._binding_options["address"], etree_to_string(envelope), dict(headers))
-
-    def send(self, request: SoapRequest, ref: str | None) -> Any:
-        """Post a prepared request and read its answer as zeep does."""
-        binding = self.service._binding
-        with self._typed(request.operation, ref):
-            response = self.transport.post(request.address, request.body, request.headers)
-            return binding.process_reply(self.client, binding.get(request.operation), response)
+            return getattr(self.service, operation)(**kwargs)
 
     @contextmanager
     def _typed(self, operation: str, ref: str | None) -> Iterator[None]:
@@ -220,7 +194,7 @@ class SoapCaller:
             raise PermanentError(f"request could not be built ({exc.__class__.__name__}: {printable(str(exc))[:MESSAGE_CHARS]})", **context) from exc
 
     def _classify(self, exc: Exception, operation: str, ref: str | None) -> ConnectorError:
-        """Which kind of failure this is (DESIGN §5); the order of the checks matters."""
+        """Which kind of failure this is (transient, permanent, ambiguous); the order of the checks matters."""
         unsafe = operation in self.unsafe
         context = {"system": self.name, "operation": operation, "ref": ref}
         if isinstance(exc, requests.ConnectTimeout) or (isinstance(exc, requests.ConnectionError) and _never_sent(exc)):

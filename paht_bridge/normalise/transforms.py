@@ -22,8 +22,6 @@ from paht_bridge.canonical import (
 )
 from paht_bridge.config.deployment import Agency, Deployment
 
-EDXML_TEXT_LIMIT = 500
-
 
 class MappingProblem(ValueError):
     """A report or an update the mapping cannot place; the reason goes to the IOC's review."""
