@@ -10,6 +10,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from paht_bridge.config.folders import NoDeploymentsFolder
+
 
 def _demo(args: argparse.Namespace) -> int:
     from paht_bridge.demo import run_demo
@@ -267,7 +269,11 @@ def main(argv: list[str] | None = None) -> int:
     sandbox.add_argument("rest", nargs=argparse.REMAINDER)
     sandbox.set_defaults(func=_sandbox)
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except NoDeploymentsFolder as error:  # an installed package with no deployments folder configured
+        print(f"paht: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

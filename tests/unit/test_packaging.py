@@ -17,9 +17,9 @@ def test_every_code_folder_is_a_listed_package_under_the_namespace() -> None:
     setup = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
     mapped = {folder: package for package, folder in setup["package-dir"].items()}
     found = set()
-    for init in REPO.glob("*/**/__init__.py"):
-        folder = init.parent.relative_to(REPO)
-        top, *rest = folder.parts
+    tracked = subprocess.run(["git", "ls-files", "*__init__.py"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    for init in tracked:
+        top, *rest = Path(init).parent.parts
         if top in ("tests", "bench", "deploy", "dags", ".venv") or top.startswith("."):
             continue
         found.add(".".join([mapped.get(top, top), *rest]))
@@ -64,3 +64,17 @@ print('paht_bridge.plugins.ioc_app' in sys.modules, 'ioc_app' in sys.modules)
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True, check=True).stdout.splitlines()
     assert out[-2] == "['paht_ioc'] {}"
     assert out[-1] == "False False"
+
+
+def test_an_installed_package_without_a_deployments_folder_says_how_to_set_one(monkeypatch, capsys) -> None:  # noqa: ANN001
+    from paht_bridge.cli import main
+    from paht_bridge.config import folders
+
+    monkeypatch.setattr(folders, "CHECKOUT", None)  # as installed from the wheel
+    monkeypatch.delenv("AIRFLOW__PAHT__DEPLOYMENTS_FOLDER", raising=False)
+    folders.deployments_folder.cache_clear()
+    try:
+        assert main(["validate"]) == 2
+    finally:
+        folders.deployments_folder.cache_clear()
+    assert "set deployments_folder in the [paht] section" in capsys.readouterr().err
