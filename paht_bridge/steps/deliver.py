@@ -167,9 +167,10 @@ class _Batch:
                 break
             if item.doubtful and self._found(item, probe):
                 continue
-            if item.delivery.state == "dead":  # its lookup failed for good
-                continue
             to_send.append(item)
+        if self._halted():  # a lookup opened the circuit: nothing of this batch is marked
+            self._let_go(to_send)
+            return
         self.to_send, self.attempted = to_send, set()
         held = mark_sending(self.session, self.ctx, [item.delivery for item in to_send])
         self._count("lease_lost", len(to_send) - len(held))
@@ -251,15 +252,15 @@ class _Batch:
 
     def _give_back(self, items: list[_Item]) -> None:
         """Marked *sending* but never sent: back to the state they were claimed in."""
-        why = "the target's circuit opened" if self.breaker.opened else "the step stopped"
+        why, counted = ("the target's circuit opened", "held_by_open_circuit") if self.breaker.opened else ("the step stopped", "stopped")
         for item in items:
             returned = give_back(self.session, self.ctx, item.delivery, "pending" if item.claimed_as == "pending" else "unknown", why)
-            self._count("held_by_open_circuit" if returned else "lease_lost", 1)
+            self._count(counted if returned else "lease_lost", 1)
 
     def _let_go(self, items: list[_Item]) -> None:
         """Claimed but not marked: their leases released, nothing else changed."""
         let_go(self.session, self.ctx, [item.delivery for item in items])
-        self._count("held_by_open_circuit", len(items))
+        self._count("held_by_open_circuit" if self.breaker.opened else "stopped", len(items))
 
     def _write(self) -> None:
         record_delivered(self.session, self.ctx, self.done)
