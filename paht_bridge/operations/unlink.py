@@ -16,7 +16,7 @@ from paht_bridge.normalise.transforms import MappingProblem, routes
 from paht_bridge.privacy import mask_phones
 from paht_bridge.steps.context import StepContext, log, report_from_row
 # Ingest's own rows and events for a newly routed report: one definition of a first delivery.
-from paht_bridge.steps.ingest import _delivery_rows, _Fresh, _insert_deliveries
+from paht_bridge.steps.ingest import Fresh, first_deliveries, insert_deliveries
 from paht_bridge.steps.status import refresh_status
 
 _REPORTS = ReportRow.__table__
@@ -69,9 +69,9 @@ def unlink_duplicate(ctx: StepContext, report_id: int, reason: str) -> list[str]
         primary_key = f"{primary.source}:{primary.source_id}"
         events.add("unlinked_duplicate", report_id=row.id, primary=primary_key, primary_id=primary.id, reason=reason)
         events.add("duplicate_unlinked", report_id=primary.id, duplicate=key, duplicate_id=row.id, reason=reason)
-        fresh = _Fresh(index=0, report=report, units=units, row={}, routings=routings, id=row.id)
-        rows = _delivery_rows(ctx, row.id, report, routings)
-        _insert_deliveries(session, ctx, [(fresh, delivery) for delivery in rows], events)
+        fresh = Fresh(index=0, report=report, units=units, row={}, routings=routings, id=row.id)
+        rows = first_deliveries(ctx, row.id, report, routings)
+        insert_deliveries(session, ctx, [(fresh, delivery) for delivery in rows], events)
         events.write(session)
         refresh_status(session, row, ctx.run_id)
         session.commit()

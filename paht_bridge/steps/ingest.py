@@ -65,7 +65,7 @@ def take_in(session: Session, ctx: StepContext, report: Report) -> str:
 
 
 @dataclass
-class _Fresh:
+class Fresh:
     """A report first seen on this page: the row to insert, and what it is routed by."""
 
     index: int  # its place in the page's outcomes
@@ -88,7 +88,7 @@ def take_page(session: Session, ctx: StepContext, reports: list[Report]) -> list
     events = EventBatch(ctx.run_id)
     known = _known(session, reports)
     outcomes: list[str] = []
-    fresh: dict[tuple[str, str], _Fresh] = {}
+    fresh: dict[tuple[str, str], Fresh] = {}
     for report in reports:
         key = (report.source, report.source_id)
         if (row := known.get(key)) is not None:
@@ -112,7 +112,7 @@ def take_page(session: Session, ctx: StepContext, reports: list[Report]) -> list
             outcomes.append("updated")
         else:
             units = resolve_units(report.location.unit)
-            fresh[key] = _Fresh(len(outcomes), report, units, _new_row(ctx, report, units))
+            fresh[key] = Fresh(len(outcomes), report, units, _new_row(ctx, report, units))
             outcomes.append("received")
     if fresh:
         _store_fresh(session, ctx, list(fresh.values()), outcomes, events)
@@ -120,7 +120,7 @@ def take_page(session: Session, ctx: StepContext, reports: list[Report]) -> list
     return outcomes
 
 
-def _store_fresh(session: Session, ctx: StepContext, page: list[_Fresh], outcomes: list[str], events: EventBatch) -> None:
+def _store_fresh(session: Session, ctx: StepContext, page: list[Fresh], outcomes: list[str], events: EventBatch) -> None:
     """Insert the page's new reports, routed before the INSERT (a report that cannot be routed
     goes in with its problem, for IOC review), then their deliveries."""
     for new in page:
@@ -131,7 +131,7 @@ def _store_fresh(session: Session, ctx: StepContext, page: list[_Fresh], outcome
             outcomes[new.index] = "needs_review"
         new.row["status"] = CanonicalStatus.ROUTED if new.routings else CanonicalStatus.RECEIVED
     ids = bulk.insert_ids(session.connection(), _REPORTS, [new.row for new in page], ("source", "source_id"))
-    deliveries: list[tuple[_Fresh, dict[str, Any]]] = []
+    deliveries: list[tuple[Fresh, dict[str, Any]]] = []
     for new in page:
         new.id = report_id = ids[(new.row["source"], new.row["source_id"])]
         report = new.report
@@ -142,20 +142,20 @@ def _store_fresh(session: Session, ctx: StepContext, page: list[_Fresh], outcome
             log.warning("report needs IOC review report=%s reason=%s", report.key, new.row["problem"])
             continue
         if ctx.mapping.duplicates.enabled:
-            _insert_deliveries(session, ctx, deliveries, events)  # earlier reports of this page can lead
+            insert_deliveries(session, ctx, deliveries, events)  # earlier reports of this page can lead
             row = session.get(ReportRow, report_id)
             if (found := _find_primary(session, ctx, row, report)) is not None:
                 events.write(session)  # its 'received' goes before the link's events
                 outcomes[new.index] = _link(session, ctx, row, *found)
                 continue
-        deliveries.extend((new, row) for row in _delivery_rows(ctx, report_id, report, new.routings))
+        deliveries.extend((new, row) for row in first_deliveries(ctx, report_id, report, new.routings))
     for new in page:
         if new.changed:  # after its 'received'
             events.add("updated", report_id=new.id)
-    _insert_deliveries(session, ctx, deliveries, events)
+    insert_deliveries(session, ctx, deliveries, events)
 
 
-def _delivery_rows(ctx: StepContext, report_id: int, report: Report, routings: list[Routing]) -> list[dict[str, Any]]:
+def first_deliveries(ctx: StepContext, report_id: int, report: Report, routings: list[Routing]) -> list[dict[str, Any]]:
     """The first deliveries of a routed report: one per agency (lane), pending."""
     return [{
         "report_id": report_id, "deployment": ctx.mapping.deployment, "attempt": 1, "lane": lane,
@@ -165,7 +165,7 @@ def _delivery_rows(ctx: StepContext, report_id: int, report: Report, routings: l
     } for lane, routing in enumerate(routings)]
 
 
-def _insert_deliveries(session: Session, ctx: StepContext, deliveries: list[tuple[_Fresh, dict[str, Any]]],
+def insert_deliveries(session: Session, ctx: StepContext, deliveries: list[tuple[Fresh, dict[str, Any]]],
                        events: EventBatch) -> None:
     """Insert the gathered deliveries (one statement), each with its 'routed' event; empties the list."""
     if not deliveries:
