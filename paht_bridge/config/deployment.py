@@ -138,8 +138,7 @@ class Target(Strict):
     deadline first, then the ones polled longest ago."""
     send_concurrency: int = Field(default=1, ge=1, le=32)
     """Deliveries one deliver task sends to this target at once (each sender claims its own batches under its own
-    lease). Above 1 where the back end answers slowly but copes with parallel calls; keep it within the Airflow pool's
-    share for this system."""
+    lease). Above 1 where the back end answers slowly but copes with parallel calls."""
 
     @model_validator(mode="before")
     @classmethod
