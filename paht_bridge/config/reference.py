@@ -18,7 +18,7 @@ import argparse
 import json
 import re
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
@@ -152,7 +152,7 @@ def models() -> list[type[BaseModel]]:
 # -- walking the models ---------------------------------------------------------------------------
 
 
-def _reachable(root: type[BaseModel], stop: Any, start: str = "") -> list[tuple[type[BaseModel], list[str]]]:  # noqa: ANN401
+def _reachable(root: type[BaseModel], stop: Callable[[type[BaseModel]], bool], start: str = "") -> list[tuple[type[BaseModel], list[str]]]:
     """``root`` and the models under it, depth first in field order, each with every path it is
     written at; ``stop(model)``: not listed, nor gone into."""
     order: list[type[BaseModel]] = []
@@ -334,7 +334,7 @@ def _statuses() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog=f"python -m {__spec__.name if __spec__ else 'paht_bridge.config.reference'}",
+    parser = argparse.ArgumentParser(prog="python -m paht_bridge.config.reference",
                                      description="Write the configuration reference (docs/configuration.md).")
     default = CHECKOUT / "docs" / "configuration.md" if CHECKOUT is not None else None
     parser.add_argument("--out", type=Path, default=default, required=default is None, help=f"where to write it (default: {default})")
