@@ -26,13 +26,20 @@ ORGANISATION_CODE = re.compile(r"^(?=.{1,35}$)[0-9A-Z]+(\.[0-9A-Z]+)*$")
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Field descriptions are the docstrings under the fields: they reach the JSON Schema and docs/configuration.md.
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class Agency(Strict):
+    """An agency (cơ quan, đơn vị): who handles a report, or the IOC that sends it."""
+
     code: str
+    """Organisation code (Decision 20/2020/QĐ-TTg): at most 35 characters of ``[.0-9A-Z]`` in dot-separated groups."""
     name: Text
-    target: str | None = None  # a co-handling agency may work in another document system
+    """The agency's name, as documents address it."""
+    target: str | None = None
+    """The document system a co-handling agency (``also:``) works in, when it is not the rule's: a co-handling agency may
+    work in another document system. Not read for other agencies."""
 
     @field_validator("code")
     @classmethod
@@ -46,11 +53,13 @@ class Open311Options(Strict):
     """How to read an Open311 GeoReport v2 server (``kind: open311``)."""
 
     wire_format: Literal["json", "xml"] = "json"
+    """The format asked of the server (``requests.json`` or ``requests.xml``)."""
     jurisdiction_id: str | None = None
-    #: Requests are read in date windows this long (servers cap a window's results).
+    """Sent as ``jurisdiction_id`` with every request, for servers that serve several jurisdictions."""
     window_days: int = Field(default=30, ge=1, le=365)
-    #: Where the first run starts reading (ISO date; Vietnam time without a zone); later runs go on from the cursor.
+    """Requests are read in date windows this long (servers cap a window's results)."""
     initial_start: datetime | None = None
+    """Where the first run starts reading (ISO date; Vietnam time without a zone); later runs go on from the cursor."""
 
     @field_validator("initial_start")
     @classmethod
@@ -59,18 +68,23 @@ class Open311Options(Strict):
 
 
 class Source(Strict):
+    """A citizen channel reports come from and answers go back to."""
+
     name: str
-    #: ``citizen_app``: the provinces' REST JSON apps; ``open311``: any GeoReport v2 server.
+    """The source's name in the ledger and in report keys (``<name>:<id>``, ``PAHT-<name>-<id>``)."""
     kind: Literal["citizen_app", "open311"]
+    """``citizen_app``: the provinces' REST JSON apps; ``open311``: any GeoReport v2 server."""
     connection_id: str
+    """The Airflow Connection (type ``paht_citizen_app`` or ``paht_open311``) holding its URL and API key."""
     page_size: int = Field(default=100, ge=1, le=1000)
+    """Reports asked for per page (Open311: a date window holding this many or more is halved; keep it within the server's cap)."""
     open311: Open311Options | None = None
-    #: Text in a legacy Vietnamese encoding (issue 4). ``reject``: quarantined with the reason
-    #: (the default). ``tcvn3``/``vni``/``viscii``: text that is that charset's bytes read as
-    #: cp1252/latin-1 is converted to Unicode. ``auto``: whichever of the three reads best is
-    #: used, and the item quarantined when none reads cleanly. Every mode but ``reject`` also
-    #: repairs UTF-8 read as cp1252 ("HÃ  Ná»™i"). See ``paht_bridge.normalise.legacy_charsets``.
+    """Options of an Open311 source (only for ``kind: open311``; defaults without it)."""
     legacy_text: Literal["reject", "tcvn3", "vni", "viscii", "auto"] = "reject"
+    """Text in a legacy Vietnamese encoding. ``reject``: quarantined with the reason (the default).
+    ``tcvn3``/``vni``/``viscii``: text that is that charset's bytes read as cp1252/latin-1 is converted to Unicode.
+    ``auto``: whichever of the three reads best is used, and the item quarantined when none reads cleanly. Every mode
+    but ``reject`` also repairs UTF-8 read as cp1252 ("HÃ  Ná»™i"). See ``paht_bridge.normalise.legacy_charsets``."""
 
     @model_validator(mode="after")
     def _options_fit_kind(self) -> "Source":
@@ -91,34 +105,40 @@ class Target(Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_kind_and_statuses_may_come_from_a_preset)
 
     name: str
+    """The document system's name, as routing rules and agencies name it."""
     preset: str | None = None
-    #: Described entirely by the ``soap:`` (a WSDL and paths) or ``rest:`` (endpoint
-    #: templates and JSON paths) section below, or by the preset's.
+    """A known kind of system whose keys this target takes: a file in the deployment folder's ``presets/``, else a shipped one."""
     kind: Literal["soap", "rest"]
+    """Described entirely by the ``soap:`` (a WSDL and paths) or ``rest:`` (endpoint templates and JSON paths) section,
+    or by the preset's."""
     connection_id: str
+    """The Airflow Connection (type ``paht_soap`` or ``paht_rest``) holding its URL and credentials."""
     soap: SoapWire | None = None
+    """The wire mapping of a ``kind: soap`` target."""
     rest: RestWire | None = None
-    #: raw back-end status code → canonical status; a code not listed is reported, never guessed.
+    """The wire mapping of a ``kind: rest`` target."""
     statuses: dict[str, CanonicalStatus]
+    """Raw back-end status code → canonical status; a code not listed is reported, never guessed."""
     max_tries: int = Field(default=8, ge=1)
-    #: Back-off between tries: base × 2^(try−1), capped.
+    """Tries of one delivery before it becomes a dead letter (a failed circuit probe gives its try back)."""
     retry_base_seconds: float = Field(default=30, gt=0)
+    """Back-off between tries: base × 2^(try−1), capped."""
     retry_cap_seconds: float = Field(default=3600, gt=0)
-    #: After this many failures in a row the circuit opens: no calls for the cool-down. Ten
-    #: keeps a flaky back end (40 % failures: ten in a row about once in 10,000 calls) working,
-    #: and still stops calling a dead one after ten calls.
+    """The longest wait between two tries."""
     circuit_failures: int = Field(default=10, ge=1)
+    """After this many failures in a row the circuit opens: no calls for the cool-down. Ten keeps a flaky back end
+    (40 % failures: ten in a row about once in 10,000 calls) working, and still stops calling a dead one after ten calls."""
     circuit_cooldown_seconds: float = Field(default=300, gt=0)
-    #: The back end offers a change feed (``changes_since``). Without one (``false``) each poll
-    #: asks open documents for their status one by one, within ``poll_budget``.
+    """How long an open circuit stays open; then one call is let through as a probe."""
     change_feed: bool = True
-    #: Status requests one poll run may make to a back end without a change feed: the open
-    #: documents nearest their deadline first, then the ones polled longest ago.
+    """The back end offers a change feed (``changes_since``). Without one (``false``) each poll asks open documents for
+    their status one by one, within ``poll_budget``."""
     poll_budget: int = Field(default=500, ge=1)
-    #: Deliveries one deliver task sends to this target at once (each sender claims its own
-    #: batches under its own lease). Above 1 where the back end answers slowly but copes with
-    #: parallel calls; keep it within the Airflow pool's share for this system.
+    """Status requests one poll run may make to a back end without a change feed: the open documents nearest their
+    deadline first, then the ones polled longest ago."""
     send_concurrency: int = Field(default=1, ge=1, le=32)
+    """Deliveries one deliver task sends to this target at once (each sender claims its own batches under its own
+    lease). Above 1 where the back end answers slowly but copes with parallel calls."""
 
     @model_validator(mode="before")
     @classmethod
@@ -142,46 +162,64 @@ class Target(Strict):
 
 
 class Category(Strict):
+    """A category of the citizen sources (the key: the source's category code) and what it means here."""
+
     name: Text
+    """The category's name, shown to IOC staff and available to templates as ``{category}``."""
     target_category: str
+    """The category in the document systems' terms (``category`` in a wire mapping's request)."""
     deadline_days: int = Field(ge=1, le=90)
+    """Days an agency has to answer, from the report's creation (from the re-route, for a re-routed report)."""
     priority: int = Field(default=0, ge=0, le=4)
+    """Priority (độ khẩn) 0 (normal) to 4 (timed express); claims take higher priorities first."""
 
 
 class RoutingRule(Strict):
     """Category × place → agency. A rule with no ``wards`` applies province-wide."""
 
     category: str
-    #: 2025-scheme ward codes (the unit the report was resolved to).
+    """A key of ``categories``."""
     wards: tuple[str, ...] = ()
+    """2025-scheme ward codes (the unit the report was resolved to); empty: the whole province."""
     agency: Agency
-    target: str | None = None  # defaults to routing.default_target
-    #: Co-handling agencies (đơn vị phối hợp): each gets its own document, delivered independently.
+    """The lead agency: it answers the citizen."""
+    target: str | None = None
+    """The lead agency's document system; defaults to ``routing.default_target``."""
     also: tuple[Agency, ...] = ()
+    """Co-handling agencies (đơn vị phối hợp): each gets its own document, delivered independently."""
 
 
 class Routing(Strict):
+    """Who handles what where: the first rule matching a report's category and ward wins."""
+
     default_target: str
+    """The document system of a rule without ``target``, and of a re-routed report."""
     rules: tuple[RoutingRule, ...]
-    #: Who a report goes to when the first agency refuses it (the IOC re-routes it there).
+    """Tried in order; every category needs a province-wide rule (one without ``wards``)."""
     on_refusal: Agency
+    """Who a report goes to when the first agency refuses it (the IOC re-routes it there)."""
 
 
 class Privacy(Strict):
     """Which reporter data may reach an agency. Hue-S: only IOC staff see who sent a report."""
 
     send_reporter_name: bool = False
+    """Send the reporter's name to agencies (``reporter_name`` in a wire mapping; empty otherwise)."""
     send_reporter_phone: bool = False
+    """Send the reporter's phone to agencies (``reporter_phone`` in a wire mapping; empty otherwise)."""
 
 
 class Alerts(Strict):
     """When IOC staff are alerted, and where to. Without a webhook, alerts go to the task log."""
 
-    overdue: bool = True  # a report passes its deadline without an answer
-    failing_backend: bool = True  # a document system's circuit opens (it keeps failing)
-    failed_task: bool = True  # a lifecycle task fails (Airflow's on_failure_callback)
-    #: An Airflow HTTP connection to POST alerts to as JSON (the IOC's chat bot, a ticketing system...).
+    overdue: bool = True
+    """Alert when a report passes its deadline without an answer."""
+    failing_backend: bool = True
+    """Alert when a document system's circuit opens (it keeps failing)."""
+    failed_task: bool = True
+    """Alert when a lifecycle task fails (Airflow's ``on_failure_callback``)."""
     webhook_connection_id: str | None = None
+    """An Airflow HTTP connection to POST alerts to as JSON (the IOC's chat bot, a ticketing system...)."""
 
 
 class Duplicates(Strict):
@@ -194,39 +232,60 @@ class Duplicates(Strict):
     """
 
     enabled: bool = False
-    #: How far apart (metres, great-circle) two reports' positions may be to be one problem.
+    """Link duplicate reports at ingest."""
     max_distance_m: float = Field(default=150, gt=0, le=5000)
-    #: How far apart in time (hours, by the time the citizen reported) two reports may be.
+    """How far apart (metres, great-circle) two reports' positions may be to be one problem."""
     max_hours: float = Field(default=72, gt=0, le=24 * 90)
-    #: How alike the title and description must be (0..1): the share of words they have in
-    #: common, accents, case and Vietnamese filler words aside (see ``ledger.duplicates``).
+    """How far apart in time (hours, by the time the citizen reported) two reports may be."""
     min_text_similarity: float = Field(default=0.5, ge=0, le=1)
-    #: Only reports of the same category are linked (a flooded street reported as traffic and
-    #: as drainage may need two agencies).
+    """How alike the title and description must be (0..1): the share of words they have in common, accents, case and
+    Vietnamese filler words aside (see ``ledger.duplicates``)."""
     same_category: bool = True
-    #: When either report has no position: the same 2025-scheme ward counts as near. Off: a
-    #: report without a position is never linked.
+    """Only reports of the same category are linked (a flooded street reported as traffic and as drainage may need two
+    agencies)."""
     same_ward_when_no_position: bool = True
+    """When either report has no position: the same 2025-scheme ward counts as near. Off: a report without a position
+    is never linked."""
 
 
 class Templates(Strict):
+    """The document's subject and content, in Python format syntax over ``{title}``, ``{description}``, ``{address}``,
+    ``{created}``, ``{deadline}``, ``{source_id}`` and ``{category}`` (times as ``HH:MM dd/mm/yyyy``, Vietnam time)."""
+
     subject: str = "[PAHT] {title}"
+    """The document's subject (trích yếu)."""
     content: str = "{description}\nĐịa điểm: {address}\nThời gian phản ánh: {created}\nMã phản ánh: {source_id}"
+    """The document's content (nội dung)."""
 
 
 class Deployment(Strict):
+    """One province's IOC: its citizen sources, its agencies' document systems, and the rules between them."""
+
     deployment: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    """The deployment's id, as the ledger records it; the file is named ``<id>.yaml`` (DAG tasks and commands find a
+    deployment by its file name)."""
     name: Text
-    province_code: str  # 2025 scheme
+    """The province and IOC, as IOC staff read it."""
+    province_code: str
+    """The province's code in the 2025 scheme: a report resolved to another province is not routed."""
     ioc: Agency
+    """The IOC itself: the sender of every document (``sender_code``, ``sender_name``)."""
     sources: tuple[Source, ...]
+    """The citizen channels."""
     targets: tuple[Target, ...]
+    """The agencies' document systems."""
     categories: dict[str, Category]
+    """The sources' category codes and what they mean."""
     routing: Routing
+    """Who handles which category where."""
     privacy: Privacy = Privacy()
+    """Which reporter data may reach an agency (none by default)."""
     templates: Templates = Templates()
+    """The document's subject and content."""
     alerts: Alerts = Alerts()
+    """When IOC staff are alerted, and where to."""
     duplicates: Duplicates = Duplicates()
+    """Whether reports of one problem share one document (off by default)."""
 
     @model_validator(mode="after")
     def _references_resolve(self) -> "Deployment":

@@ -53,20 +53,24 @@ CHANGE_FIELDS = CHANGE_FIELDS_REQUIRED | {"answer", "answered_by"}
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Field descriptions are the docstrings under the fields: they reach the JSON Schema and docs/configuration.md.
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class Raw(_Spec):
     """The field's value as it is (bytes for base64Binary, a date for xsd:date...)."""
 
     value: str
+    """The field whose value is sent."""
 
 
 class Lookup(_Spec):
     """A code from a table: ``priority`` 0 → ``THUONG``. A value not in the table is an error."""
 
     lookup: str
+    """The field whose value is looked up."""
     table: dict[str, Any]
+    """The field's value (as text) → what is sent."""
 
     @field_validator("table", mode="before")
     @classmethod
@@ -76,14 +80,19 @@ class Lookup(_Spec):
 
 
 class Const(_Spec):
+    """A constant: the same value in every request."""
+
     const: Any
+    """The value sent."""
 
 
 class Each(_Spec):
     """A list: one entry per item of ``each`` (only ``attachments`` today), built by ``item``."""
 
     each: Literal["attachments"]
+    """The list gone through: ``attachments``."""
     item: dict[str, "ValueSpec"]
+    """One entry: key (a dotted path) → value spec over the item's fields."""
 
 
 ValueSpec = Union[str, Raw, Lookup, Const, Each]
@@ -209,28 +218,38 @@ def to_datetime(value: Any, time_format: str | None) -> datetime:
 class Operation(_Spec):
     """One call: what to send, and which answer paths mean what."""
 
-    name: str = Field(min_length=1)  # the WSDL operation (SOAP) or a label for errors (REST)
+    name: str = Field(min_length=1)
+    """The WSDL operation (SOAP) or a label for errors (REST)."""
     request: dict[str, ValueSpec] = {}
+    """What to send: request key (a dotted path) → value spec over the operation's fields."""
     response: dict[str, str] = {}
-    #: For the change feed and the status call: where each change field is, relative to one item.
+    """What the answer says: answer field → answer path."""
     change: dict[str, str] = {}
+    """For the change feed and the status call: where each change field is, relative to one item."""
 
 
 class RestCall(Operation):
+    """One HTTP call: an endpoint template, what to send, and which JSON paths mean what."""
+
     method: Literal["GET", "POST", "PUT", "PATCH"] = "GET"
-    #: Path template under the connection's base URL: ``api/v2/van-ban-den/{document_id}``.
+    """The HTTP method."""
     path: str
+    """Path template under the connection's base URL: ``api/v2/van-ban-den/{document_id}``."""
     query: dict[str, ValueSpec] = {}
+    """Query parameter → value spec over the operation's fields."""
     headers: dict[str, ValueSpec] = {}
-    #: ``json`` sends ``request`` as the body; ``multipart`` sends it as a JSON part named
-    #: ``json_part`` and streams each attachment as a part named ``file_part``.
+    """Header → value spec over the operation's fields (``Idempotency-Key: "{external_ref}"``)."""
     body: Literal["none", "json", "multipart"] = "none"
+    """``json`` sends ``request`` as the body; ``multipart`` sends it as a JSON part named ``json_part`` and streams
+    each attachment as a part named ``file_part``."""
     json_part: str = "data"
+    """The name of a multipart body's JSON part."""
     file_part: str = "file"
-    #: HTTP statuses that carry an answer (others are failures, judged by status).
+    """The name of a multipart body's attachment parts."""
     ok: tuple[int, ...] = (200, 201)
-    #: A status meaning "this request is invalid" whose body names the problem.
+    """HTTP statuses that carry an answer (others are failures, judged by status)."""
     rejected: int | None = 422
+    """A status meaning "this request is invalid" whose body names the problem."""
 
 
 def _check_operations(operations: dict[str, Operation], kind: str) -> None:
@@ -267,47 +286,54 @@ def _check_operations(operations: dict[str, Operation], kind: str) -> None:
 
 
 class _Wire(_Spec):
-    #: Text in answers' times when they are not ISO 8601 (``%d/%m/%Y %H:%M:%S``); a time
-    #: without a zone is Vietnam time.
     time_format: str | None = None
-    #: Subject and content are cut to this many characters (at a word) when set; content cut
-    #: this way travels whole as a text attachment, ``noi_dung_day_du.txt`` (edXML: 500).
+    """Text in answers' times when they are not ISO 8601 (``%d/%m/%Y %H:%M:%S``); a time without a zone is Vietnam time."""
     text_limit: int | None = Field(default=None, ge=20)
-    #: The subject's own limit, when it differs from ``text_limit`` (or there is none).
+    """Subject and content are cut to this many characters (at a word) when set; content cut this way travels whole
+    as a text attachment, ``noi_dung_day_du.txt`` (edXML: 500)."""
     subject_limit: int | None = Field(default=None, ge=20)
-    #: A rating's comment is cut to this many characters.
+    """The subject's own limit, when it differs from ``text_limit`` (or there is none)."""
     comment_limit: int = Field(default=4000, ge=20)
-    #: ``opaque``: the change feed's cursor is whatever text the back end hands out.
-    #: ``sequence``: it is a change sequence number, so a stored cursor that is not one is
-    #: refused before any call, and a feed whose next cursor does not grow is malformed.
+    """A rating's comment is cut to this many characters."""
     cursor: Literal["opaque", "sequence"] = "opaque"
-    #: The most changes the back end gives in one page (it refuses a larger ``limit``).
+    """``opaque``: the change feed's cursor is whatever text the back end hands out. ``sequence``: it is a change
+    sequence number, so a stored cursor that is not one is refused before any call, and a feed whose next cursor does
+    not grow is malformed."""
     max_page_size: int | None = Field(default=None, ge=1)
+    """The most changes the back end gives in one page (it refuses a larger ``limit``)."""
 
 
 class SoapOperations(_Spec):
+    """The calls a SOAP document system is spoken to with."""
+
     create: Operation
+    """Create a document for a delivery."""
     find: Operation
+    """Find a document by its external reference (before any retry of a delivery in doubt)."""
     changes: Operation
+    """Read the change feed from a cursor."""
     status: Operation
+    """Ask one document's status (polling without a change feed)."""
     rating: Operation | None = None
+    """Pass a citizen's rating on; without it, a rating for this system is refused as a permanent error."""
 
 
 class SoapWire(_Wire):
     """A SOAP document system described by its WSDL and this mapping (``kind: soap``)."""
 
-    #: The vendor's WSDL, a local file: a relative path is read from the folder of the YAML
-    #: file that names it (the deployment's, or the preset's).
     wsdl: str
-    #: The binding to call, ``{namespace}Name``; may be left out when the WSDL has one.
+    """The vendor's WSDL, a local file: a relative path is read from the folder of the YAML file that names it (the
+    deployment's, or the preset's)."""
     binding: str | None = None
-    #: The service's path under the connection's host (a connection's ``extra.path`` wins).
+    """The binding to call, ``{namespace}Name``; may be left out when the WSDL has one."""
     path: str = "/"
-    #: Attachments travel inline (base64 inside the envelope, held in memory while it is
-    #: built and sent): a report whose attachments total more is refused, not sent. The
-    #: connection's ``limits.max_attachment_bytes`` applies too, when smaller.
+    """The service's path under the connection's host (a connection's ``extra.path`` wins)."""
     max_inline_bytes: int = Field(default=32 * 1024 * 1024, ge=1)
+    """Attachments travel inline (base64 inside the envelope, held in memory while it is built and sent): a report
+    whose attachments total more is refused, not sent. The connection's ``limits.max_attachment_bytes`` applies too,
+    when smaller."""
     operations: SoapOperations
+    """The calls, each a WSDL operation with its request and answer paths."""
 
     @model_validator(mode="after")
     def _operations_fit(self) -> "SoapWire":
@@ -316,11 +342,18 @@ class SoapWire(_Wire):
 
 
 class RestOperations(_Spec):
+    """The calls a REST document system is spoken to with."""
+
     create: RestCall
+    """Create a document for a delivery."""
     find: RestCall
+    """Find a document by its external reference (before any retry of a delivery in doubt)."""
     changes: RestCall
+    """Read the change feed from a cursor."""
     status: RestCall
+    """Ask one document's status (polling without a change feed)."""
     rating: RestCall | None = None
+    """Pass a citizen's rating on; without it, a rating for this system is refused as a permanent error."""
 
 
 class Refusal(_Spec):
@@ -328,12 +361,14 @@ class Refusal(_Spec):
     so the dead-letter reason names what to fix: ``{"message": ..., "fields": [{"field":
     "han_xu_ly", "message": "Trường bắt buộc"}]}``."""
 
-    #: Paths to a one-line reason, tried in order until one is there.
     message: tuple[str, ...] = ()
-    #: Path to the list of refused fields; within each item, the field's name and why.
+    """Paths to a one-line reason, tried in order until one is there (one path or a list)."""
     fields: str | None = None
+    """Path to the list of refused fields."""
     field: str = "field"
+    """Within each refused field's item: the path to the field's name."""
     reason: str = "message"
+    """Within each refused field's item: the path to why it was refused."""
 
     @field_validator("message", mode="before")
     @classmethod
@@ -344,11 +379,12 @@ class Refusal(_Spec):
 class RestWire(_Wire):
     """A REST/JSON document system described by endpoint templates and JSON paths (``kind: rest``)."""
 
-    #: ``Authorization`` scheme for the connection's password: ``Bearer <password>``.
     auth: Literal["bearer", "basic", "none"] = "bearer"
-    #: How the API says why it refused a request; without it the refusal's text is quoted.
+    """``Authorization`` scheme for the connection's password: ``Bearer <password>``, Basic with the login, or none."""
     refusal: Refusal | None = None
+    """How the API says why it refused a request; without it the refusal's text is quoted."""
     operations: RestOperations
+    """The calls, each an HTTP method and endpoint template with its request and JSON answer paths."""
 
     @model_validator(mode="after")
     def _operations_fit(self) -> "RestWire":
