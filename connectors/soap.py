@@ -11,6 +11,7 @@ so the caller looks the document up before any retry. The configured SOAP connec
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -75,6 +76,10 @@ class GuardedTransport(Transport):
     answer (a proxy's HTML page, an MTOM multipart this service never sends) is handed on
     as a TransportError so its HTTP status decides what it means. ``answers`` counts the
     answers received, so a failure can be placed before or after the request went out.
+
+    One client serves every sender thread of a target, so what a call leaves behind (its
+    answer, the count) is kept per thread: a thread reads its own call's answer, never the
+    one another sender received meanwhile (which bound a report to another's document).
     """
 
     def __init__(
@@ -84,19 +89,28 @@ class GuardedTransport(Transport):
         self.max_bytes = max_bytes
         self.max_depth = max_depth
         self.max_seconds = max_seconds
-        self.answers = 0
-        self.last_answer = b""
+        self._mine = threading.local()
+
+    @property
+    def answers(self) -> int:
+        """Answers received by this thread's calls."""
+        return getattr(self._mine, "answers", 0)
+
+    @property
+    def last_answer(self) -> bytes:
+        """The bytes of this thread's last answer."""
+        return getattr(self._mine, "last_answer", b"")
 
     def post(self, address: str, message: bytes, headers: dict[str, str]) -> requests.Response:
         response = self.session.post(address, data=message, headers=headers, timeout=self.operation_timeout, stream=True)
-        self.answers += 1
+        self._mine.answers = self.answers + 1
         try:
             read_bounded(response, max_bytes=self.max_bytes, max_seconds=self.max_seconds)
         except BodyTooLarge as exc:
             raise _UnreadableAnswer(str(exc)) from exc
         except (BodyTooSlow, BodyCutOff) as exc:
             raise _IncompleteAnswer(str(exc)) from exc
-        self.last_answer = response.content
+        self._mine.last_answer = response.content
         media_type = get_media_type(response.headers.get("Content-Type", "text/xml"))
         if media_type not in XML_MEDIA_TYPES:
             raise TransportError(
