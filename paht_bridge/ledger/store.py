@@ -10,7 +10,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, or_, select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, load_only
+from sqlalchemy.orm.attributes import set_committed_value
 
 from paht_bridge.ledger import bulk
 from paht_bridge.ledger.db import encrypt
@@ -116,30 +117,48 @@ def claim_deliveries(
     cannot both win. Commits the claim; returns the deliveries in the order they are due
     (``target``: only that document system's).
     """
-    order = (DeliveryRow.priority.desc(), DeliveryRow.deadline, DeliveryRow.id)
     pick = (
         select(DeliveryRow.id)
         .where(*claimable(deployment, states, now), *(() if target is None else (DeliveryRow.target == target,)))
-        .order_by(*order)
+        .order_by(DeliveryRow.priority.desc(), DeliveryRow.deadline, DeliveryRow.id)
         .limit(limit)
     )
     if session.get_bind().dialect.name == "postgresql":
         pick = pick.with_for_update(skip_locked=True)
-    ids = list(session.scalars(
+    # The claimed rows come back from the UPDATE itself, as the session's objects: no second read.
+    batch = list(session.scalars(
         update(DeliveryRow)
         .where(DeliveryRow.id.in_(pick.scalar_subquery()), _free(now))
         .values(lease_owner=owner, lease_until=now + lease)
-        .returning(DeliveryRow.id)
-        .execution_options(synchronize_session=False)
+        .returning(DeliveryRow)
+        .execution_options(synchronize_session=False, populate_existing=True)
     ))
     session.commit()
-    if not ids:
+    if not batch:
         return []
-    # Each delivery's report and its other deliveries are needed to send it and to derive the
-    # report's status after: loaded for the whole batch in two queries, not two per delivery.
-    claimed = select(DeliveryRow).where(bulk.among(session.connection(), DeliveryRow.id, ids), DeliveryRow.lease_owner == owner).order_by(*order).options(
-        selectinload(DeliveryRow.report).selectinload(ReportRow.deliveries))
-    return list(session.scalars(claimed))
+    batch.sort(key=lambda d: (-d.priority, d.deadline, d.id))
+    # Each delivery's report, and the report's other deliveries, are needed to send it and to
+    # derive the report's status after: read for the whole batch in two queries, not per delivery.
+    connection = session.connection()
+    ids, lanes = [d.id for d in batch], {}
+    for delivery in batch:
+        lanes.setdefault(delivery.report_id, []).append(delivery)
+    reports = {r.id: r for r in session.scalars(
+        select(ReportRow).where(bulk.among(connection, ReportRow.id, list(lanes))).options(load_only(*_TO_SEND)))}
+    for delivery in session.scalars(select(DeliveryRow).where(bulk.among(connection, DeliveryRow.report_id, list(lanes)),
+                                                              ~bulk.among(connection, DeliveryRow.id, ids))):
+        lanes[delivery.report_id].append(delivery)
+    for delivery in batch:
+        set_committed_value(delivery, "report", reports[delivery.report_id])
+        set_committed_value(reports[delivery.report_id], "deliveries", sorted(lanes[delivery.report_id], key=lambda d: d.attempt))
+    return batch
+
+
+#: What sending a report reads of its row (the rest, never read by deliver, is not loaded):
+#: the report itself, its reporter as encrypted, and what its status is derived from.
+_TO_SEND = (ReportRow.source, ReportRow.source_id, ReportRow.deployment, ReportRow.status, ReportRow.payload,
+            ReportRow.reporter_name_enc, ReportRow.reporter_phone_enc, ReportRow.duplicate_of, ReportRow.duplicate_count,
+            ReportRow.published_at)
 
 
 def release(delivery: DeliveryRow) -> None:
