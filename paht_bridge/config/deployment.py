@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from paht_bridge.canonical import VIETNAM_TZ, CanonicalStatus, Text
 from paht_bridge.config.folders import deployments_folder
 from paht_bridge.config.presets import with_preset
-from paht_bridge.config.wire import RestWire, SoapWire
+from paht_bridge.config.wire import RestWire, SoapWire, template_fields
 
 #: Decision 20/2020/QĐ-TTg organisation codes: at most 35 characters of [.0-9A-Z] in dot groups.
 ORGANISATION_CODE = re.compile(r"^(?=.{1,35}$)[0-9A-Z]+(\.[0-9A-Z]+)*$")
@@ -248,6 +248,10 @@ class Duplicates(Strict):
     is never linked."""
 
 
+#: The fields a document template may use (``normalise.transforms.build_document`` fills them).
+DOCUMENT_FIELDS = frozenset({"title", "description", "address", "created", "deadline", "source_id", "category"})
+
+
 class Templates(Strict):
     """The document's subject and content, in Python format syntax over ``{title}``, ``{description}``, ``{address}``,
     ``{created}``, ``{deadline}``, ``{source_id}`` and ``{category}`` (times as ``HH:MM dd/mm/yyyy``, Vietnam time)."""
@@ -256,6 +260,15 @@ class Templates(Strict):
     """The document's subject (trích yếu)."""
     content: str = "{description}\nĐịa điểm: {address}\nThời gian phản ánh: {created}\nMã phản ánh: {source_id}"
     """The document's content (nội dung)."""
+
+    @field_validator("subject", "content")
+    @classmethod
+    def _known_fields(cls, template: str) -> str:
+        """A misspelt field (``{titel}``) fails here, with the file and line, not every delivery at run time."""
+        unknown = [name for name in template_fields(template) if name not in DOCUMENT_FIELDS]
+        if unknown:
+            raise ValueError(f"unknown field(s) {', '.join(map(repr, unknown))} (known: {', '.join(sorted(DOCUMENT_FIELDS))})")
+        return template
 
 
 class Deployment(Strict):

@@ -117,6 +117,16 @@ def test_the_document_subject_and_content_follow_the_templates() -> None:
     assert record.due_date == (CREATED + timedelta(days=10)).date()
 
 
+def test_every_field_a_document_template_may_use_is_filled() -> None:
+    from paht_bridge.config.deployment import DOCUMENT_FIELDS, Templates
+
+    every = " ".join(f"<{{{name}}}>" for name in sorted(DOCUMENT_FIELDS))
+    mapping = QUANG_TRI.model_copy(update={"templates": Templates(subject=every, content=every)})
+    r = report("XD")
+    record = build_document(r, route(r, resolve_units(r.location.unit), mapping), mapping)
+    assert record.content.count("<>") == 0 and record.content.count("<") == len(DOCUMENT_FIELDS)
+
+
 def test_the_external_reference_is_deterministic_and_reroutes_get_their_own() -> None:
     r = report()
     assert external_ref(r) == external_ref(r.model_copy()) == "PAHT-quangtri_ioc-QT-2026-000042"

@@ -102,3 +102,11 @@ def test_the_json_schema_for_editors_is_written(tmp_path: Path) -> None:
     schema = json.loads(out.read_text(encoding="utf-8"))
     assert {"deployment", "sources", "targets", "routing"} <= set(schema["properties"])
     assert schema["additionalProperties"] is False
+
+
+def test_a_misspelt_document_template_field_is_a_problem_on_its_line(tmp_path: Path) -> None:
+    path, line = broken_copy(tmp_path, 'subject: "[PAHT {source_id}] {title}"', 'subject: "[PAHT {source_id}] {titel}"')
+    problems = validate_file(path)
+    assert [(p.line, p.path) for p in problems] == [(line, "templates.subject")]
+    assert "unknown field(s) 'titel'" in problems[0].message
+
