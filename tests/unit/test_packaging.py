@@ -78,3 +78,34 @@ def test_an_installed_package_without_a_deployments_folder_says_how_to_set_one(m
     finally:
         folders.deployments_folder.cache_clear()
     assert "set deployments_folder in the [paht] section" in capsys.readouterr().err
+
+
+def test_the_built_wheel_works_without_the_checkout(tmp_path: Path) -> None:
+    """Built as pip builds it (isolated, from pyproject.toml), installed apart, imported with no
+    checkout in sight: it validates a deployment folder and builds a preset's SOAP client from
+    the WSDL it carries."""
+    wheels, target, deployments = tmp_path / "dist", tmp_path / "site", tmp_path / "deployments"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(wheels), str(REPO)],
+                   check=True, cwd=tmp_path, capture_output=True)
+    (wheel,) = wheels.glob("paht_bridge-*.whl")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(target), str(wheel)],
+                   check=True, cwd=tmp_path, capture_output=True)
+    deployments.mkdir()
+    (deployments / "quang_tri.yaml").write_text((REPO / "mappings" / "quang_tri.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    code = """
+import paht_bridge
+from paht_bridge.cli import main
+from paht_bridge.config.deployment import deployment
+from paht_bridge.connectors.hooks import AirflowConnectors
+print(paht_bridge.__file__)
+assert main(["validate"]) == 0
+client = AirflowConnectors(deployment("quang_tri")).target("qoffice_quangtri")
+print(client.wire.wsdl)
+"""
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(target), "AIRFLOW_HOME": str(tmp_path / "airflow"),
+           "AIRFLOW__PAHT__DEPLOYMENTS_FOLDER": str(deployments),
+           "AIRFLOW_CONN_PAHT_QOFFICE_QUANGTRI": '{"conn_type": "paht_soap", "host": "http://127.0.0.1:9"}'}
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    module, _, wsdl = out.stdout.strip().splitlines()[-3:]
+    assert module.startswith(str(target)) and wsdl.startswith(str(target / "paht_bridge" / "mappings" / "wsdl"))
