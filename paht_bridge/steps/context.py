@@ -18,7 +18,6 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session, sessionmaker
 
 from paht_bridge.connectors.base import CitizenSource, DocumentSystem
-from paht_bridge.connectors.errors import ConnectorError
 from paht_bridge.ledger.db import decrypt
 from paht_bridge.ledger.models import ReportRow
 from paht_bridge.canonical import Report, Reporter, vietnam_now
@@ -71,8 +70,8 @@ def operator_context(deployment_name: str, run_id: str, ledger: str | None = Non
     return StepContext(mapping=mapping, sessions=sessions(ledger), connectors=AirflowConnectors(mapping), run_id=run_id)
 
 
-def reraise_after_others(failures: list[ConnectorError], result: StepResult) -> NoReturn:
-    """Once the other sources are done, re-raise the first failed source's own typed error (so
+def reraise_after_others(failures: list[Exception], result: StepResult) -> NoReturn:
+    """Once the others are done (sources, senders), re-raise the first failure's own error (so
     callers still decide by its type), carrying the step's partial result for the run record."""
     error = failures[0]
     error.partial_result = result  # type: ignore[attr-defined]

@@ -25,13 +25,14 @@ from sqlalchemy.orm import Session
 
 from paht_bridge.canonical import DocumentReceipt, DocumentRecord, Report, Routing
 from paht_bridge.config.deployment import Target
+from paht_bridge.connectors.base import DocumentSystem
 from paht_bridge.connectors.errors import ConnectorError
 from paht_bridge.connectors.spool import spooled_attachments
 from paht_bridge.ledger.circuit import Breaker
 from paht_bridge.ledger.models import DeliveryRow
 from paht_bridge.ledger.store import claim_deliveries, claimable
 from paht_bridge.normalise.transforms import build_document
-from paht_bridge.steps.context import StepContext, StepResult, log, report_from_row
+from paht_bridge.steps.context import StepContext, StepResult, log, report_from_row, reraise_after_others
 from paht_bridge.steps.delivery_ledger import (
     Done,
     give_back,
@@ -49,26 +50,39 @@ CLAIMED_STATES = ("pending", "unknown", "sending")
 
 
 def deliver(ctx: StepContext) -> StepResult:
-    """Send every due delivery of the deployment, each target by its own senders."""
+    """Send every due delivery of the deployment, each target by its own senders. A sender that
+    fails (the ledger unreachable, a connection missing) does not stop the others; the step then
+    fails with its error, carrying what every sender got through (the run record keeps it)."""
     shares = _shares(ctx)
-    senders = [(replace(ctx, worker=f"{ctx.worker}-{spec.name}-{n}", batch_size=shares[spec.name]), spec, n == 0)
+    senders = [(replace(ctx, worker=f"{ctx.worker}-{spec.name}-{n}", batch_size=shares[spec.name]), spec, n == 0,
+                StepResult(deployment=ctx.mapping.deployment, step="deliver"))
                for spec in ctx.mapping.targets for n in range(spec.send_concurrency)]
-    stop = threading.Event()  # set when the step itself fails or is stopped: senders end after their current call
+    stop = threading.Event()  # set when the step itself is stopped: senders end after their current call
+
+    def run(sender: tuple[StepContext, Target, bool, StepResult]) -> Exception | None:
+        try:
+            _sender(*sender, stop)
+        except Exception as error:  # noqa: BLE001 - raised below, once every sender is done
+            log.exception("a sender stopped target=%s", sender[1].name)
+            return error
+        return None
+
     try:
         if len(senders) == 1:
-            parts = [_sender(*senders[0], stop)]
+            failures = [run(senders[0])]
         else:
             with ThreadPoolExecutor(max_workers=len(senders), thread_name_prefix="paht-deliver") as pool:
-                futures = [pool.submit(_sender, sender_ctx, spec, first, stop) for sender_ctx, spec, first in senders]
-                parts = [future.result() for future in futures]
+                failures = list(pool.map(run, senders))
     except BaseException:
         stop.set()
         raise
     result = StepResult(deployment=ctx.mapping.deployment, step="deliver")
-    for part in parts:
+    for *_, part in senders:
         for key, value in part.counts.items():
             result.add(key, value)
         result.errors += part.errors
+    if failed := [error for error in failures if error is not None]:
+        reraise_after_others(failed, result)
     return result
 
 
@@ -82,10 +96,11 @@ def _shares(ctx: StepContext) -> dict[str, int]:
     return {t.name: max(1, min(ctx.batch_size, -(-due.get(t.name, 0) // t.send_concurrency))) for t in ctx.mapping.targets}
 
 
-def _sender(ctx: StepContext, spec: Target, first: bool, stop: threading.Event) -> StepResult:
+def _sender(ctx: StepContext, spec: Target, first: bool, result: StepResult, stop: threading.Event) -> None:
     """Claim and send batches for one target until nothing is due, its circuit is open or the
-    step stops; ``first``: this sender reports the target's open circuit (once per target)."""
-    result = StepResult(deployment=ctx.mapping.deployment, step="deliver")
+    step stops, counting into ``result``; ``first``: this sender reports the target's open
+    circuit (once per target)."""
+    target = ctx.connectors.target(spec.name)  # a missing connection fails here, before anything is claimed
     while not stop.is_set():
         with ctx.sessions() as session:
             breaker = Breaker(session, spec, ctx.clock())
@@ -97,15 +112,15 @@ def _sender(ctx: StepContext, spec: Target, first: bool, stop: threading.Event) 
                                      limit=ctx.batch_size, lease=ctx.lease, now=ctx.clock(), target=spec.name)
             if not batch:
                 break
-            _Batch(session, ctx, spec, breaker, result, stop).send(batch)
-    return result
+            _Batch(session, ctx, spec, target, breaker, result, stop).send(batch)
 
 
 def send_claimed(session: Session, ctx: StepContext, spec: Target, batch: list[DeliveryRow]) -> StepResult:
     """Send a batch of ``spec``'s deliveries that ``ctx.worker`` has claimed (what each sender
     does with each claim; for an operator's tool or a test that claims by hand)."""
     result = StepResult(deployment=ctx.mapping.deployment, step="deliver")
-    _Batch(session, ctx, spec, Breaker(session, spec, ctx.clock()), result, threading.Event()).send(batch)
+    _Batch(session, ctx, spec, ctx.connectors.target(spec.name), Breaker(session, spec, ctx.clock()), result,
+           threading.Event()).send(batch)
     return result
 
 
@@ -127,10 +142,10 @@ class _Item:
 class _Batch:
     """One sender's claimed batch, worked through in order in one session."""
 
-    def __init__(self, session: Session, ctx: StepContext, spec: Target, breaker: Breaker, result: StepResult,
-                 stop: threading.Event) -> None:
-        self.session, self.ctx, self.spec, self.breaker, self.result, self.stop = session, ctx, spec, breaker, result, stop
-        self.target = ctx.connectors.target(spec.name)
+    def __init__(self, session: Session, ctx: StepContext, spec: Target, target: DocumentSystem, breaker: Breaker,
+                 result: StepResult, stop: threading.Event) -> None:
+        self.session, self.ctx, self.spec, self.target, self.breaker = session, ctx, spec, target, breaker
+        self.result, self.stop = result, stop
         self.done: list[Done] = []  # successes not yet written
         self.to_send: list[_Item] = []  # marked *sending* together
         self.attempted: set[int] = set()  # of those, the ones whose call was made

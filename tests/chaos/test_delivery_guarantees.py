@@ -485,3 +485,37 @@ def test_both_lanes_in_one_chunk_leave_the_report_delivered(stack: SandboxStack,
         status_events = session.scalars(select(func.count(EventRow.id)).where(EventRow.kind == "delivered")).one()
     assert statuses == ["delivered"] * 3
     assert status_events == 6
+
+
+def test_a_sender_that_fails_leaves_the_others_sending_and_the_step_reports_what_went_through(
+        stack: SandboxStack, ledger_url: str) -> None:
+    """The co-handler's connection is missing: its sender fails at once; the lead agency's sender
+    still delivers everything, and the step fails with that error carrying the counts."""
+    from datetime import timedelta
+
+    from paht_bridge.connectors.hooks import AirflowConnectors
+    from paht_bridge.steps import StepContext, deliver, ingest
+    from paht_bridge.steps.context import partial_result
+
+    mapping = _with_a_co_handler()
+    connectors = AirflowConnectors(mapping)
+
+    class Missing:
+        def source(self, name):  # noqa: ANN001, ANN202
+            return connectors.source(name)
+
+        def target(self, name):  # noqa: ANN001, ANN202
+            if name == "tdoffice_cohandler":
+                raise LookupError("connection 'paht_tdoffice_cohandler' is not defined")
+            return connectors.target(name)
+
+    ctx = StepContext(mapping=mapping, sessions=sessions(ledger_url), connectors=Missing(), run_id="one-missing",
+                      lease=timedelta(seconds=600))
+    load_backlog(stack, 6)  # three Quảng Trị reports, each with a lead lane and a co-handling lane
+    ingest(ctx)
+    with pytest.raises(LookupError, match="paht_tdoffice_cohandler") as failed:
+        deliver(ctx)
+    assert partial_result(failed.value).counts == {"delivered": 3}
+    with sessions(ledger_url)() as session:
+        rows = session.execute(select(DeliveryRow.state, DeliveryRow.lease_owner).where(DeliveryRow.deployment == "quang_tri")).all()
+    assert sorted(rows) == [("delivered", None)] * 3 + [("pending", None)] * 3  # the co-handler's wait, never claimed
