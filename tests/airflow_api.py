@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -93,3 +97,38 @@ def airflow_api(home: Path) -> Iterator[AirflowApi]:
         settings.configure_vars()
         settings.reconfigure_orm()
 
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def api_server_process(env: dict[str, str], log_path: Path, timeout: float = 120) -> Iterator[str]:
+    """``airflow api-server`` (core API and plugins, one worker) with ``env`` over a clean
+    environment; yields its base URL once it answers, stops its whole process group after."""
+    port = free_port()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PAHT_"))}
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen([AIRFLOW, "api-server", "-H", "127.0.0.1", "-p", str(port), "--apps", "core", "-w", "1"],
+                                  env={**clean, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/api/v2/monitor/health", timeout=2)
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the API server did not start; see {log_path}:\n{log_path.read_text()[-3000:]}") from None
+                time.sleep(0.5)
+        yield base
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
