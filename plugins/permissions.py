@@ -5,7 +5,7 @@ right to *edit the runs of the DAG whose work the action changes*: replaying a d
 undoing a duplicate link hands work to ``paht_deliver``, so acting is asked as
 ``is_authorized_dag(method="PUT", access_entity=RUN, details=DagDetails(id="paht_deliver"))``.
 Airflow's own roles and permissions decide (SimpleAuthManager: user, op and admin; the FAB
-auth manager: ``can_edit`` on DAGs and DAG Runs, or on that DAG alone), and no role name
+auth manager: ``can_edit`` on DAG Runs, and on DAGs or on that DAG alone), and no role name
 appears in our code. A custom-view permission would not do: SimpleAuthManager answers it by
 role alone and ignores the method, so a Viewer would pass a POST.
 
