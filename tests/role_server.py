@@ -42,8 +42,10 @@ class RoleServer:
 
     def session(self, role: str) -> requests.Session:
         """A browser-like session for ``role``: the login cookie Airflow's UI uses, this site's Origin."""
+        from airflow.api_fastapi.auth.managers.base_auth_manager import COOKIE_NAME_JWT_TOKEN
+
         session = requests.Session()
-        session.cookies.set("_token", self.tokens[self.user(role)])
+        session.cookies.set(COOKIE_NAME_JWT_TOKEN, self.tokens[self.user(role)])
         session.headers["Origin"] = self.base
         return session
 
@@ -86,6 +88,8 @@ def role_server(home: Path) -> Iterator[RoleServer]:
     built = subprocess.run([sys.executable, "-m", "tests.role_server"], env={**clean, **env}, cwd=REPO, capture_output=True,
                            text=True, timeout=300)
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    # Each allowed role undoes two links, the browser test one more, and the viewer's refusals need one left.
+    assert len(linked_reports(env["PAHT_LEDGER_URL"])) >= 8, "too few duplicate links to undo"
     with api_server_process(env, home / "api-server.log") as base:
         passwords = json.loads(passwords_file.read_text())
         tokens = {}
