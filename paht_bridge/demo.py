@@ -4,6 +4,11 @@ It starts the stand-ins in a separate process, points Airflow Connections at the
 a throw-away Airflow metadata DB and ledger (SQLite, under ``$PAHT_HOME``), then runs the
 lifecycle DAGs with ``dag.test()`` round after round (one agency-desk step and one round
 of citizen ratings between rounds) until every report has been rated or nothing moves.
+
+Everything it leaves under its home (ledger, Airflow's database, ``demo.log``, the URLs file)
+is created readable by its owner alone (umask 077, for it and the processes it starts): the
+ledger holds reporters' data, however well encrypted, and a log is no place to share.
+Connection passwords reach Airflow through the environment only, never a file.
 """
 
 from __future__ import annotations
@@ -138,9 +143,23 @@ def existing_sandbox(urls_file: Path) -> Iterator[SandboxUrls]:
     yield SandboxUrls.from_json(urls_file.read_text())
 
 
+@contextmanager
+def private_files() -> Iterator[None]:
+    """Files and folders created meanwhile (here and by child processes) are the owner's alone."""
+    previous = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
 def run_demo(home: Path, console: Console | None = None, max_rounds: int = 20, sandbox_urls: Path | None = None) -> Path:
     """The whole demo; returns the ledger's home. ``home`` is wiped first."""
-    console = console or Console()
+    with private_files():
+        return _run_demo(home, console or Console(), max_rounds, sandbox_urls)
+
+
+def _run_demo(home: Path, console: Console, max_rounds: int, sandbox_urls: Path | None) -> Path:
     if home.exists():
         shutil.rmtree(home)
     (home / "airflow").mkdir(parents=True)

@@ -6,7 +6,8 @@ modules (``runs``, ``figures``, ``timeline``, ``report_detail``, ``replayable``)
 only wires requests to them and renders.
 The page reads the ledger, never Airflow's metadata database, and never shows a reporter's
 name or phone. It changes the ledger only through the operators' own functions (replaying dead
-letters, undoing a duplicate link), behind a same-origin check.
+letters, undoing a duplicate link), each behind the permission Airflow's auth manager grants
+(``permissions``) and, like every write, a strict same-origin check (``web_guard``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from functools import cache
 from html import escape
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.exceptions import RequestValidationError
@@ -28,6 +29,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from sqlalchemy.orm import Session
 
 from airflow.api_fastapi.app import get_auth_manager
+from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
 from airflow.api_fastapi.core_api.security import GetUserDep, requires_authenticated
 from paht_bridge.ledger.db import ledger_url, migrate, sessions
 from paht_bridge.ledger.figures import FigureTables, figures
@@ -42,6 +44,8 @@ from paht_bridge.canonical import VIETNAM_TZ, vietnam_now
 from paht_bridge.config.deployment import deployment, deployment_names
 from paht_bridge.plugins import labels
 from paht_bridge.plugins.charts import ChartPoint, bar_chart
+from paht_bridge.plugins.permissions import DELIVER_DAG, may_act, requires_ioc_action
+from paht_bridge.plugins.web_guard import SecurityHeaders, form_only, json_only, same_origin
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -58,16 +62,8 @@ def ledger_session() -> Iterator[Session]:
 
 
 LedgerDep = Annotated[Session, Depends(ledger_session)]
-
-
-def same_origin(request: Request) -> None:
-    """State-changing forms must come from this site: the login cookie alone is not intent."""
-    if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "cross-site request refused")
-    origin = request.headers.get("origin")
-    hosts = {request.headers.get("host"), request.headers.get("x-forwarded-host")} - {None}  # behind a proxy too
-    if origin and origin != "null" and urlsplit(origin).netloc not in hosts:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "cross-site request refused")
+#: Replay and unlink hand work to the deliver DAG: acting needs the right to edit its runs.
+acts_on_deliveries = requires_ioc_action(DELIVER_DAG)
 
 
 # -- rendering ----------------------------------------------------------------------------------
@@ -122,7 +118,9 @@ def render(request: Request, template: str, status_code: int = 200, **context: o
         return f"{path}?{urlencode(query)}" if query else path
 
     names, categories = _deployment_words()
-    html = _env.get_template(template).render(path_for=path_for, now=vietnam_now(), names=names, categories=categories, **context)
+    nonce = getattr(request.state, "csp_nonce", "")  # set by SecurityHeaders, which sends it in the policy
+    html = _env.get_template(template).render(path_for=path_for, now=vietnam_now(), names=names, categories=categories,
+                                              csp_nonce=nonce, **context)
     return HTMLResponse(html, status_code=status_code)
 
 
@@ -169,17 +167,24 @@ class ReplayResult(BaseModel):
 
 # Bodies are read by dependencies, not declared as body parameters: FastAPI parses declared
 # bodies before any dependency runs, so a malformed body from an anonymous caller would get
-# 422 instead of 401. App-level dependencies (the login) run before these.
+# 422 instead of 401. The app's dependencies (the login, the same-origin check) and a route's
+# own (the permission to act) run before these, so a refused caller's body is never read.
 
 
-async def json_body(request: Request) -> ReplayRequest:
+async def _json(request: Request, model: type[BaseModel]) -> BaseModel:
+    json_only(request)
     try:
-        return ReplayRequest.model_validate_json(await request.body())
+        return model.model_validate_json(await request.body())
     except ValidationError as error:
         raise RequestValidationError(error.errors(include_url=False)) from None
 
 
+async def json_body(request: Request) -> ReplayRequest:
+    return await _json(request, ReplayRequest)  # type: ignore[return-value]
+
+
 async def form_body(request: Request) -> ReplayRequest:
+    form_only(request)
     form = await request.form()
     try:
         return ReplayRequest(source_id=form.get("source_id") or None, agency_code=form.get("agency_code") or None,
@@ -202,7 +207,16 @@ class UnlinkRequest(BaseModel):
     reason: str = Field(min_length=3, max_length=500)
 
 
+class UnlinkResult(BaseModel):
+    deliveries: list[str]  # the report's own new deliveries' external references
+
+
+async def unlink_json(request: Request) -> UnlinkRequest:
+    return await _json(request, UnlinkRequest)  # type: ignore[return-value]
+
+
 async def unlink_body(request: Request) -> UnlinkRequest:
+    form_only(request)
     form = await request.form()
     try:
         return UnlinkRequest(source=form.get("source") or "", source_id=form.get("source_id") or "",
@@ -211,61 +225,75 @@ async def unlink_body(request: Request) -> UnlinkRequest:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "ghi lý do tách (ít nhất 3 ký tự)") from error
 
 
-def _report_page(request: Request, session: Session, user: str, q: str, source: str | None, status_code: int | None = None,
-                 **notice: object) -> HTMLResponse:
+def _report_page(request: Request, session: Session, user: BaseUser, q: str, source: str | None,
+                 status_code: int | None = None, **notice: object) -> HTMLResponse:
     matches = matching_reports(session, q, source) if q.strip() else []
     detail = report_detail(session, matches[0].source_id, matches[0].source) if matches else None
     notices = {"unlinked": False, "unlink_refused": None, **notice}
-    return render(request, "ioc/report.html", status_code=status_code or (200 if detail else 404), user=user, q=q.strip(),
-                  detail=detail, others=[(m.source, m.source_id) for m in matches[1:]],
+    return render(request, "ioc/report.html", status_code=status_code or (200 if detail else 404), user=user.get_name(),
+                  may_act=may_act(user, DELIVER_DAG), q=q.strip(), detail=detail,
+                  others=[(m.source, m.source_id) for m in matches[1:]],
                   similar=[] if detail else similar_report_ids(session, q), **notices)
 
 
-async def _unauthorised_page(request: Request, exc: Exception) -> Response:
-    """Browsers get a short page pointing to Airflow's login; API clients keep the JSON answer. Still 401."""
-    if isinstance(exc, HTTPException) and exc.status_code == 401 and "text/html" in request.headers.get("accept", ""):
+def _unlink(session: Session, wanted: UnlinkRequest, user: BaseUser) -> list[str]:
+    """Undo the link (``UnlinkRefused`` says why not); the trace names the acting user."""
+    found = matching_reports(session, wanted.source_id, wanted.source)
+    if not found:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no report {wanted.source_id!r} in the ledger")
+    ctx = operator_context(found[0].deployment, f"ioc-page:{user.get_name()}", ledger_url())
+    session.close()  # the unlink writes in its own transaction
+    return unlink_duplicate(ctx, found[0].id, wanted.reason)
+
+
+async def _refused_page(request: Request, exc: Exception) -> Response:
+    """Browsers get a page: for 401 one pointing to Airflow's login, for 403 one saying why the
+    action was refused. API clients keep the JSON answer. The status stays what it was."""
+    if not (isinstance(exc, HTTPException) and "text/html" in request.headers.get("accept", "")):
+        return await http_exception_handler(request, exc)  # type: ignore[arg-type]
+    if exc.status_code == 401:
         login = get_auth_manager().get_url_login(next_url=request.url.path)
         return HTMLResponse('<!doctype html><meta charset="utf-8"><title>Cần đăng nhập</title>'
                             f'<p>Cần đăng nhập Airflow để xem trang IOC. <a href="{escape(login)}">Đăng nhập</a></p>',
                             status_code=401)
-    return await http_exception_handler(request, exc)  # type: ignore[arg-type]
+    if exc.status_code == 403:
+        return render(request, "ioc/refused.html", status_code=403, shown=getattr(exc, "shown", None), detail=str(exc.detail))
+    return await http_exception_handler(request, exc)
 
 
 def create_ioc_app() -> FastAPI:
-    # No /docs or /openapi.json: they would be routes outside the login.
-    app = FastAPI(title="PAHT IOC", dependencies=[Depends(requires_authenticated())], docs_url=None, redoc_url=None,
-                  openapi_url=None)
-    app.add_exception_handler(HTTPException, _unauthorised_page)
+    # No /docs or /openapi.json: they would be routes outside the login. The login runs first
+    # (an anonymous caller learns 401 and nothing more), then the same-origin check of writes.
+    app = FastAPI(title="PAHT IOC", dependencies=[Depends(requires_authenticated()), Depends(same_origin)], docs_url=None,
+                  redoc_url=None, openapi_url=None)
+    app.add_exception_handler(HTTPException, _refused_page)
+    app.add_middleware(SecurityHeaders)
 
     @app.get("/", response_class=HTMLResponse, name="ioc_index")
     def index(request: Request, session: LedgerDep, user: GetUserDep, replayed: int | None = None) -> HTMLResponse:
         points = timeline(session)
-        return render(request, "ioc/index.html", user=user.get_name(), runs=recent_runs(session),
-                      tables=figures(session), charts=charts(points), days=points,
+        return render(request, "ioc/index.html", user=user.get_name(), may_act=may_act(user, DELIVER_DAG),
+                      runs=recent_runs(session), tables=figures(session), charts=charts(points), days=points,
                       dead=dead_letters(session), quarantine=quarantine(session), replayed=replayed)
 
     @app.get("/reports", response_class=HTMLResponse, name="ioc_report")
     def report(request: Request, session: LedgerDep, user: GetUserDep, q: Annotated[str, Query(max_length=128)] = "",
                source: Annotated[str | None, Query(max_length=64)] = None, unlinked: bool = False) -> HTMLResponse:
-        return _report_page(request, session, user.get_name(), q, source, unlinked=unlinked)
+        return _report_page(request, session, user, q, source, unlinked=unlinked)
 
-    @app.post("/reports/unlink", name="ioc_unlink", dependencies=[Depends(same_origin)])
+    # Actions: the permission is a route dependency, so it is checked before the body is read.
+    @app.post("/reports/unlink", name="ioc_unlink", dependencies=[Depends(acts_on_deliveries)])
     def unlink_form(request: Request, session: LedgerDep, user: GetUserDep,
                     wanted: Annotated[UnlinkRequest, Depends(unlink_body)]) -> Response:
-        found = matching_reports(session, wanted.source_id, wanted.source)
-        if not found:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no report {wanted.source_id!r} in the ledger")
-        ctx = operator_context(found[0].deployment, f"ioc-page:{user.get_name()}", ledger_url())
-        session.close()  # the unlink writes in its own transaction
         try:
-            unlink_duplicate(ctx, found[0].id, wanted.reason)
+            _unlink(session, wanted, user)
         except UnlinkRefused as refused:
-            return _report_page(request, session, user.get_name(), wanted.source_id, wanted.source, status_code=409,
+            return _report_page(request, session, user, wanted.source_id, wanted.source, status_code=409,
                                 unlink_refused=(labels.UNLINK_REFUSED.get(refused.code, refused.code), str(refused)))
         query = urlencode({"q": wanted.source_id, "source": wanted.source, "unlinked": "true"})
         return RedirectResponse(f"{request.url_for('ioc_report').path}?{query}", status_code=status.HTTP_303_SEE_OTHER)
 
-    @app.post("/dead-letters/replay", name="ioc_replay", dependencies=[Depends(same_origin)])
+    @app.post("/dead-letters/replay", name="ioc_replay", dependencies=[Depends(acts_on_deliveries)])
     def replay_form(request: Request, session: LedgerDep, user: GetUserDep,
                     wanted: Annotated[ReplayRequest, Depends(form_body)]) -> RedirectResponse:
         result = _replay(session, wanted, user.get_name())
@@ -299,8 +327,15 @@ def create_ioc_app() -> FastAPI:
     def api_quarantine(session: LedgerDep, include_resolved: bool = False) -> list[QuarantineItem]:
         return quarantine(session, include_resolved)
 
-    @app.post("/api/dead-letters/replay", dependencies=[Depends(same_origin)])
+    @app.post("/api/dead-letters/replay", dependencies=[Depends(acts_on_deliveries)])
     def api_replay(session: LedgerDep, user: GetUserDep, body: Annotated[ReplayRequest, Depends(json_body)]) -> ReplayResult:
         return _replay(session, body, user.get_name())
+
+    @app.post("/api/reports/unlink", dependencies=[Depends(acts_on_deliveries)])
+    def api_unlink(session: LedgerDep, user: GetUserDep, body: Annotated[UnlinkRequest, Depends(unlink_json)]) -> UnlinkResult:
+        try:
+            return UnlinkResult(deliveries=_unlink(session, body, user))
+        except UnlinkRefused as refused:
+            raise HTTPException(status.HTTP_409_CONFLICT, {"code": refused.code, "message": str(refused)}) from None
 
     return app

@@ -118,3 +118,12 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> "DemoRun":  # noqa: F8
     from tests.demo_run import run_demo
 
     return run_demo(tmp_path_factory.mktemp("demo-run") / "demo")
+
+
+@pytest.fixture(scope="session")
+def role_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator["RoleServer"]:  # noqa: F821 - imported lazily
+    """A real ``airflow api-server`` with a user of each role (viewer, user, op, admin), logged in; started once (~30 s)."""
+    from tests.role_server import role_server as start
+
+    with start(tmp_path_factory.mktemp("role-server")) as server:
+        yield server

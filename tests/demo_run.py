@@ -14,6 +14,9 @@ class DemoRun:
     home: Path  # PAHT_HOME of the demo: ledger.sqlite, demo.log, airflow/ (metadata DB, logs)
     stdout: str
     stderr: str
+    #: what the demo left under its home, as it ended (later tests add files of their own there):
+    #: path relative to ``home`` → permission bits; folders end with "/"
+    left: dict[str, int]
 
     @property
     def ledger_url(self) -> str:
@@ -25,4 +28,6 @@ def run_demo(home: Path) -> DemoRun:
     result = subprocess.run([str(Path(sys.executable).with_name("paht")), "demo", "--home", str(home)],
                             env={**env, "COLUMNS": "120"}, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return DemoRun(home=home, stdout=result.stdout, stderr=result.stderr)
+    left = {f"{path.relative_to(home)}{'/' if path.is_dir() else ''}": path.stat().st_mode & 0o777
+            for path in [home, *home.rglob("*")]}
+    return DemoRun(home=home, stdout=result.stdout, stderr=result.stderr, left=left)

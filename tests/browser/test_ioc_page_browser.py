@@ -7,12 +7,6 @@ demo's own Airflow home and ledger; what the page shows is checked against the l
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -24,66 +18,28 @@ from paht_bridge.ledger.db import sessions
 from paht_bridge.ledger.models import DeliveryRow, EventRow, ReportRow
 from paht_bridge.ledger.figures import figures
 from paht_bridge.canonical import VIETNAM_TZ
-from tests.airflow_api import AIRFLOW, PASSWORD, USER, airflow_env
+from tests.airflow_api import PASSWORD, USER, airflow_env, api_server_process
 from tests.demo_run import DemoRun
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ARTIFACTS = Path(__file__).parent / "artifacts"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def api_server(demo_run: DemoRun) -> Iterator[str]:
     """``airflow api-server`` on the demo's Airflow home (its metadata DB is migrated) and ledger."""
-    port = free_port()
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PAHT_"))}
-    env = {**clean, **airflow_env(demo_run.home / "airflow"), "PAHT_HOME": str(demo_run.home)}
-    log_path = demo_run.home / "api-server.log"
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen([AIRFLOW, "api-server", "-H", "127.0.0.1", "-p", str(port), "--apps", "core", "-w", "1"],
-                                  env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
+    env = {**airflow_env(demo_run.home / "airflow"), "PAHT_HOME": str(demo_run.home)}
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/api/v2/monitor/health", timeout=2)
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"the API server did not start; see {log_path}:\n{log_path.read_text()[-3000:]}")
-                time.sleep(0.5)
-        yield base
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        with api_server_process(env, demo_run.home / "api-server.log") as base:
+            yield base
+    except RuntimeError as error:
+        pytest.fail(str(error))
 
 
 @pytest.fixture
-def page(api_server: str) -> Iterator[object]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser.new_page(viewport={"width": 1400, "height": 900}, locale="vi-VN")
-        finally:
-            browser.close()
+def page(api_server: str, chromium: object) -> object:
+    return chromium.new_page(viewport={"width": 1400, "height": 900}, locale="vi-VN")
 
 
 def a_rerouted_report(url: str) -> tuple[str, list[EventRow], list[DeliveryRow]]:
@@ -112,6 +68,8 @@ def held_by(url: str, agency_code: str) -> list[int]:
 def test_ioc_staff_log_in_search_a_report_and_read_an_agencys_figures(page, api_server: str, demo_run: DemoRun) -> None:  # noqa: ANN001
     from playwright.sync_api import expect
 
+    violations: list[str] = []  # the page's Content Security Policy must not have to block anything
+    page.on("console", lambda message: violations.append(message.text) if "Content Security Policy" in message.text else None)
     # Not logged in: the page says so and points to Airflow's login.
     assert page.goto(f"{api_server}/paht/").status == 401
     page.get_by_role("link", name="Đăng nhập").click()
@@ -161,6 +119,7 @@ def test_ioc_staff_log_in_search_a_report_and_read_an_agencys_figures(page, api_
     expect(page.get_by_test_id("report-status")).to_contain_text("Người dân đã đánh giá")
     page.screenshot(path=str(ARTIFACTS / "ioc_trace.png"), full_page=True)
 
-    # And the page sits in Airflow's own navigation.
+    # And the page sits in Airflow's own navigation, framed by Airflow's UI (frame-ancestors 'self').
     page.goto(f"{api_server}/plugin/paht-ioc")
     expect(page.frame_locator("iframe").first.get_by_role("heading", name="Theo cơ quan xử lý")).to_be_visible(timeout=30_000)
+    assert violations == []

@@ -14,7 +14,7 @@ import pytest
 from starlette.routing import BaseRoute, Mount, Route
 
 from tests import ioc_sample as sample
-from tests.airflow_api import AirflowApi
+from tests.airflow_api import ACTOR, SAME_SITE, USER, AirflowApi
 
 def every_route(routes: list[BaseRoute], prefix: str = "/paht") -> list[tuple[str, str]]:
     """(method, path) for every route of the app and of anything mounted in it, path parameters filled."""
@@ -76,7 +76,11 @@ def test_a_logged_in_user_sees_every_page(airflow_api: AirflowApi, sample_ledger
     client, headers = airflow_api.client, airflow_api.headers
     page = client.get("/paht/", headers=headers)
     assert page.status_code == 200 and "Phiên đồng bộ gần đây" in page.text
-    assert 'data-agency="000.00.01.H45"' in page.text and "Gửi lại tất cả (1)" in page.text
+    assert 'data-agency="000.00.01.H45"' in page.text and 'data-ref="PAHT-quangtri_ioc-QT-3"' in page.text
+    # A viewer sees the dead letter, not the buttons she may not use; a user who may act sees them.
+    assert "/paht/dead-letters/replay" not in page.text and 'data-testid="read-only"' in page.text
+    acting = client.get("/paht/", headers=airflow_api.actor_headers).text
+    assert "Gửi lại tất cả (1)" in acting and 'data-testid="read-only"' not in acting
     assert "created_at: Field required" in page.text  # the quarantine, with its reason
     report = client.get("/paht/reports", params={"q": "QT-5"}, headers=headers)
     assert report.status_code == 200 and "PAHT-quangtri_ioc-QT-5-R1" in report.text
@@ -90,7 +94,7 @@ def test_a_logged_in_user_sees_every_page(airflow_api: AirflowApi, sample_ledger
 
 
 def test_replaying_dead_letters_from_the_page(airflow_api: AirflowApi, sample_ledger: None) -> None:
-    client, headers = airflow_api.client, airflow_api.headers
+    client, headers = airflow_api.client, airflow_api.actor_headers
     assert client.post("/paht/api/dead-letters/replay", json={}, headers=headers).status_code == 422  # "all" must be said
     cross_site = client.post("/paht/dead-letters/replay", data={"all": "true"}, follow_redirects=False,
                              headers={**headers, "Origin": "https://elsewhere.example"})
@@ -100,5 +104,19 @@ def test_replaying_dead_letters_from_the_page(airflow_api: AirflowApi, sample_le
     assert answer.status_code == 303 and answer.headers["location"] == "/paht/?replayed=1#dead-letters"
     assert client.post("/paht/api/dead-letters/replay", json={"all": True}, headers=headers).json() == {"replayed": []}
     trace = client.get("/paht/api/reports/QT-3", headers=headers).json()
-    assert trace["events"][-1]["kind"] == "replayed" and trace["events"][-1]["run_id"].startswith("ioc-page:")
+    assert trace["events"][-1]["kind"] == "replayed" and trace["events"][-1]["run_id"] == f"ioc-page:{ACTOR}"
     assert trace["deliveries"][0]["state"] == "unknown"  # looked up by its reference before any new send
+
+
+def test_a_viewer_may_read_but_not_replay(airflow_api: AirflowApi, sample_ledger: None) -> None:
+    client, viewer = airflow_api.client, {**airflow_api.headers, **SAME_SITE}
+    before = client.get("/paht/api/reports/QT-3", headers=viewer).json()
+    by_form = client.post("/paht/dead-letters/replay", data={"all": "true"}, follow_redirects=False,
+                          headers={**viewer, "Accept": "text/html"})
+    assert by_form.status_code == 403 and 'data-testid="refused"' in by_form.text and "chỉ có quyền xem" in by_form.text
+    by_api = client.post("/paht/api/dead-letters/replay", json={"all": True}, headers=viewer)
+    assert by_api.status_code == 403 and "paht_deliver" in by_api.json()["detail"] and USER in by_api.json()["detail"]
+    assert client.post("/paht/api/dead-letters/replay", content=b"{not json", headers={**viewer, "content-type": "application/json"}
+                       ).status_code == 403  # refused before its body is read
+    assert client.get("/paht/api/reports/QT-3", headers=viewer).json() == before
+    assert client.get("/paht/api/dead-letters", headers=viewer).json()[0]["source_id"] == "QT-3"
